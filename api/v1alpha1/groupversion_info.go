@@ -1,0 +1,22 @@
+// Package v1alpha1 contains the vk-flightctl API: the FleetBinding kind,
+// which binds one set of Flightctl devices to one virtual-kubelet node.
+//
+// +kubebuilder:object:generate=true
+// +groupName=vk.flightctl.io
+package v1alpha1
+
+import (
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/scheme"
+)
+
+var (
+	// GroupVersion is the group and version of every kind in this package.
+	GroupVersion = schema.GroupVersion{Group: "vk.flightctl.io", Version: "v1alpha1"}
+
+	// SchemeBuilder registers this package's kinds with a runtime.Scheme.
+	SchemeBuilder = &scheme.Builder{GroupVersion: GroupVersion}
+
+	// AddToScheme adds this package's kinds to a runtime.Scheme.
+	AddToScheme = SchemeBuilder.AddToScheme
+)

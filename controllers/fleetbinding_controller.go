@@ -1,0 +1,310 @@
+// Package controllers holds the FleetBinding reconciler: it validates a
+// binding, connects to Flightctl with the binding's credentials, keeps the
+// device summary in status, and asks the NodeManager to run the binding's
+// virtual node.
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/tools/events"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	vkv1 "github.com/vk-flightctl/vk-flightctl/api/v1alpha1"
+	"github.com/vk-flightctl/vk-flightctl/internal/connection"
+	"github.com/vk-flightctl/vk-flightctl/internal/settings"
+)
+
+// NodeManager runs the virtual node of each binding. The FleetBinding
+// reconciler decides when a node should run; the NodeManager owns how.
+type NodeManager interface {
+	// Ensure starts the binding's node, or restarts it when its inputs
+	// changed, and reports how it is doing. It must be cheap when nothing
+	// changed: it is called on every reconcile.
+	Ensure(ctx context.Context, req NodeRequest) (NodeReport, error)
+	// Remove stops the binding's node, deletes the Node object and removes
+	// the binding's applications from its devices. It is called before the
+	// finalizer is released and must be safe to repeat.
+	Remove(ctx context.Context, binding client.ObjectKey) error
+}
+
+// NodeRequest is everything a node needs to run.
+type NodeRequest struct {
+	// Binding is the reconciled binding (read only).
+	Binding *vkv1.FleetBinding
+	// Connection is the resolved Flightctl connection.
+	Connection *connection.Resolved
+	// Settings are the binding's effective settings.
+	Settings settings.Effective
+}
+
+// NodeReport is what the NodeManager observed, folded into status.
+type NodeReport struct {
+	// Running is true while the node is registered and its lease renewed.
+	Running bool
+	// Message explains a node that is not running.
+	Message string
+	// Inventory is the latest device inventory, when the node has one.
+	Inventory *Inventory
+	// DisconnectedDevices are the persisted reconnection timers.
+	DisconnectedDevices []vkv1.DisconnectedDevice
+	// Pods is how many pods are bound to the node.
+	Pods int32
+	// FlightctlError is the last poll's error, nil when it succeeded.
+	FlightctlError error
+}
+
+// Inventory summarises the devices a binding's selector matched.
+type Inventory struct {
+	Summary         vkv1.DeviceSummary
+	UnusableDevices []vkv1.UnusableDevice
+	Capacity        corev1.ResourceList
+	Allocatable     corev1.ResourceList
+}
+
+// FleetBindingReconciler reconciles FleetBinding objects.
+type FleetBindingReconciler struct {
+	// Client is the manager's cached client.
+	Client client.Client
+	// APIReader reads without the cache (Secrets, the settings ConfigMap).
+	APIReader client.Reader
+	// Scheme is the manager's scheme.
+	Scheme *runtime.Scheme
+	// Recorder emits Kubernetes events on bindings.
+	Recorder events.EventRecorder
+	// Connections builds Flightctl clients from credentials Secrets.
+	Connections *connection.Builder
+	// Nodes runs the virtual nodes.
+	Nodes NodeManager
+	// Namespace holds the vk-flightctl-config ConfigMap.
+	Namespace string
+	// Triggers, when set, asks for an immediate reconcile of a binding
+	// (the NodeManager sends one when a device disconnects or returns, so
+	// the reconnection timer is persisted in status promptly).
+	Triggers <-chan event.GenericEvent
+	// ProbeInventory lists devices to fill status when the NodeManager has
+	// no inventory yet; tests and the NodeManager may share one.
+	ProbeInventory func(ctx context.Context, b *vkv1.FleetBinding, c *connection.Resolved) (*Inventory, error)
+}
+
+// scope carries what the steps of one reconcile share.
+type scope struct {
+	binding  *vkv1.FleetBinding
+	settings settings.Effective
+	conn     *connection.Resolved
+	report   NodeReport
+	// connErr is the classified connection failure, when there is one.
+	connErr *connection.Error
+}
+
+// +kubebuilder:rbac:groups=vk.flightctl.io,resources=fleetbindings,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=vk.flightctl.io,resources=fleetbindings/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=vk.flightctl.io,resources=fleetbindings/finalizers,verbs=update
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Reconcile moves one FleetBinding towards its spec.
+func (r *FleetBindingReconciler) Reconcile(ctx context.Context, req reconcile.Request) (result reconcile.Result, retErr error) {
+	logger := log.FromContext(ctx).WithValues("fleetbinding", req.NamespacedName)
+	ctx = log.IntoContext(ctx, logger)
+
+	binding := &vkv1.FleetBinding{}
+	if err := r.Client.Get(ctx, req.NamespacedName, binding); err != nil {
+		return reconcile.Result{}, client.IgnoreNotFound(err)
+	}
+	logger = logger.WithValues("fleet", binding.Spec.Fleet)
+	ctx = log.IntoContext(ctx, logger)
+
+	if !binding.DeletionTimestamp.IsZero() {
+		return r.reconcileDelete(ctx, binding)
+	}
+	// Adding the finalizer is its own write so no node ever runs without
+	// the finalizer that will clean it up. The update does not change the
+	// generation, so the watch filters it out: requeue explicitly.
+	if controllerutil.AddFinalizer(binding, vkv1.FleetBindingFinalizer) {
+		return reconcile.Result{RequeueAfter: time.Millisecond}, r.Client.Update(ctx, binding)
+	}
+
+	base := binding.DeepCopy()
+	s := &scope{binding: binding}
+	defer func() {
+		if err := r.patchStatus(ctx, base, s); err != nil && retErr == nil {
+			retErr = err
+		}
+	}()
+
+	steps := []func(context.Context, *scope) (reconcile.Result, error){
+		r.resolveSettings,
+		r.checkNodeName,
+		r.connect,
+		r.reconcileNode,
+	}
+	for _, step := range steps {
+		res, err := step(ctx, s)
+		if err != nil || !res.IsZero() {
+			return res, err
+		}
+	}
+	return reconcile.Result{RequeueAfter: r.resyncAfter(s)}, nil
+}
+
+// resolveSettings folds the ConfigMap defaults and the spec together. A bad
+// ConfigMap is reported but does not stop the binding: built-in defaults
+// apply to the keys that failed.
+func (r *FleetBindingReconciler) resolveSettings(ctx context.Context, s *scope) (reconcile.Result, error) {
+	defaults, err := settings.Load(ctx, r.APIReader, r.Namespace)
+	if err != nil {
+		log.FromContext(ctx).Error(err, "Using built-in defaults for invalid settings")
+		r.Recorder.Eventf(s.binding, nil, corev1.EventTypeWarning, "InvalidSettings", "Reconcile", "%v", err)
+	}
+	s.settings = settings.For(s.binding, defaults)
+	if _, err := labels.Parse(s.binding.EffectiveDeviceSelector()); err != nil {
+		s.connErr = &connection.Error{Reason: vkv1.ReasonInvalidSelector, Message: fmt.Sprintf(
+			"spec.deviceSelector %q is not a valid label selector: %v; use Kubernetes syntax such as fleet=edge-fleet-1,site in (a,b)",
+			s.binding.EffectiveDeviceSelector(), err)}
+		return reconcile.Result{}, nil
+	}
+	return reconcile.Result{}, nil
+}
+
+// checkNodeName refuses to run a second node under a name another binding
+// already uses; the older binding keeps it.
+func (r *FleetBindingReconciler) checkNodeName(ctx context.Context, s *scope) (reconcile.Result, error) {
+	if s.connErr != nil {
+		return reconcile.Result{}, nil
+	}
+	var all vkv1.FleetBindingList
+	if err := r.Client.List(ctx, &all); err != nil {
+		return reconcile.Result{}, err
+	}
+	me := s.binding
+	for i := range all.Items {
+		other := &all.Items[i]
+		if other.UID == me.UID || !other.DeletionTimestamp.IsZero() || other.EffectiveNodeName() != me.EffectiveNodeName() {
+			continue
+		}
+		if olderThan(other, me) {
+			s.connErr = &connection.Error{Reason: vkv1.ReasonNodeNameConflict, Message: fmt.Sprintf(
+				"node %s is already registered by FleetBinding %s/%s; set spec.nodeName to a different name",
+				me.EffectiveNodeName(), other.Namespace, other.Name)}
+			return reconcile.Result{}, nil
+		}
+	}
+	return reconcile.Result{}, nil
+}
+
+func olderThan(a, b *vkv1.FleetBinding) bool {
+	if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
+		return a.CreationTimestamp.Before(&b.CreationTimestamp)
+	}
+	return a.Namespace+"/"+a.Name < b.Namespace+"/"+b.Name
+}
+
+// connect resolves the credentials Secret into a client.
+func (r *FleetBindingReconciler) connect(ctx context.Context, s *scope) (reconcile.Result, error) {
+	if s.connErr != nil {
+		return reconcile.Result{}, nil
+	}
+	conn, err := r.Connections.Resolve(ctx, s.binding)
+	if err != nil {
+		s.connErr = connection.Classify(err, "")
+		return reconcile.Result{}, nil
+	}
+	s.conn = conn
+	return reconcile.Result{}, nil
+}
+
+// reconcileNode runs the node when the binding is valid, and stops it when
+// the binding became invalid, so a broken Secret never leaves a node that
+// nobody updates.
+func (r *FleetBindingReconciler) reconcileNode(ctx context.Context, s *scope) (reconcile.Result, error) {
+	if s.connErr != nil {
+		if s.connErr.Reason == vkv1.ReasonNodeNameConflict || !s.connErr.Transient {
+			if r.Nodes != nil {
+				if err := r.Nodes.Remove(ctx, client.ObjectKeyFromObject(s.binding)); err != nil {
+					return reconcile.Result{}, err
+				}
+			}
+		}
+		return reconcile.Result{}, nil
+	}
+	if r.Nodes != nil {
+		report, err := r.Nodes.Ensure(ctx, NodeRequest{Binding: s.binding, Connection: s.conn, Settings: s.settings})
+		if err != nil {
+			s.report = NodeReport{Message: err.Error()}
+			return reconcile.Result{}, err
+		}
+		s.report = report
+	}
+	// Without an inventory from the node (not started yet, or no
+	// NodeManager), probe Flightctl directly so status and the
+	// FlightctlConnected condition are still true to life.
+	if s.report.Inventory == nil && r.ProbeInventory != nil {
+		inv, err := r.ProbeInventory(ctx, s.binding, s.conn)
+		if err != nil {
+			s.report.FlightctlError = err
+		} else {
+			s.report.Inventory = inv
+		}
+	}
+	if s.report.FlightctlError != nil {
+		s.connErr = connection.Classify(s.report.FlightctlError, s.conn.URL)
+	}
+	return reconcile.Result{}, nil
+}
+
+// resyncAfter keeps conditions fresh between events: bindings have no watch
+// on Flightctl, so status would otherwise go stale.
+func (r *FleetBindingReconciler) resyncAfter(s *scope) time.Duration {
+	if s.connErr != nil {
+		if s.connErr.Transient {
+			return 15 * time.Second
+		}
+		return time.Minute
+	}
+	interval := 6 * s.settings.StatusPollInterval
+	if interval < 10*time.Second {
+		interval = 10 * time.Second
+	}
+	return interval
+}
+
+// reconcileDelete removes the node and the binding's applications, then
+// releases the finalizer.
+func (r *FleetBindingReconciler) reconcileDelete(ctx context.Context, b *vkv1.FleetBinding) (reconcile.Result, error) {
+	if !controllerutil.ContainsFinalizer(b, vkv1.FleetBindingFinalizer) {
+		return reconcile.Result{}, nil
+	}
+	if r.Nodes != nil {
+		if err := r.Nodes.Remove(ctx, client.ObjectKeyFromObject(b)); err != nil {
+			log.FromContext(ctx).Error(err, "Cleaning up the virtual node failed; will retry")
+			return reconcile.Result{}, err
+		}
+	}
+	controllerutil.RemoveFinalizer(b, vkv1.FleetBindingFinalizer)
+	if err := r.Client.Update(ctx, b); err != nil && !apierrors.IsNotFound(err) {
+		return reconcile.Result{}, err
+	}
+	log.FromContext(ctx).Info("FleetBinding cleaned up", "node", b.EffectiveNodeName())
+	return reconcile.Result{}, nil
+}
+
+// setCondition is meta.SetStatusCondition with the binding's generation.
+func setCondition(b *vkv1.FleetBinding, typ string, status metav1.ConditionStatus, reason, msg string) {
+	meta.SetStatusCondition(&b.Status.Conditions, metav1.Condition{
+		Type: typ, Status: status, Reason: reason, Message: msg, ObservedGeneration: b.Generation,
+	})
+}

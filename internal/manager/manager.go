@@ -1,0 +1,119 @@
+// Package manager wires the controllers of vk-flightctl into a
+// controller-runtime manager. The command and the tests share it, so tests
+// run exactly what production runs.
+package manager
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/go-logr/logr"
+	"k8s.io/client-go/kubernetes"
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/vk-flightctl/vk-flightctl/controllers"
+	"github.com/vk-flightctl/vk-flightctl/internal/connection"
+	"github.com/vk-flightctl/vk-flightctl/provider/flightctl"
+	"github.com/vk-flightctl/vk-flightctl/provider/node"
+)
+
+// Options configure the manager.
+type Options struct {
+	// MetricsAddr is the /metrics listen address ("0" disables).
+	MetricsAddr string
+	// ProbeAddr is the health probe listen address.
+	ProbeAddr string
+	// LeaderElection turns on leader election.
+	LeaderElection bool
+	// LeaderElectionID names the Lease.
+	LeaderElectionID string
+	// Namespace holds the settings ConfigMap and the leader Lease.
+	Namespace string
+	// EnableNodes runs virtual nodes.
+	EnableNodes bool
+	// KubeletListenAddr is where node kubelet APIs listen.
+	KubeletListenAddr string
+	// GracefulShutdown bounds how long stopping may take.
+	GracefulShutdown time.Duration
+	// ClientOptions tune every Flightctl client (tests shorten timeouts).
+	ClientOptions func(*flightctl.Config)
+}
+
+// DefaultOptions are safe defaults: everything on loopback.
+func DefaultOptions() Options {
+	ns := os.Getenv("POD_NAMESPACE")
+	if ns == "" {
+		ns = "default"
+	}
+	return Options{
+		MetricsAddr:       "127.0.0.1:8080",
+		ProbeAddr:         "127.0.0.1:8081",
+		LeaderElectionID:  "vk-flightctl-provider",
+		Namespace:         ns,
+		EnableNodes:       true,
+		KubeletListenAddr: "127.0.0.1:10250",
+		GracefulShutdown:  30 * time.Second,
+	}
+}
+
+// Setup adds every controller to mgr.
+func Setup(mgr ctrl.Manager, o Options, logger logr.Logger) error {
+	clientOpts := func(c *flightctl.Config) {
+		c.Logger = logger.WithName("flightctl")
+		if o.ClientOptions != nil {
+			o.ClientOptions(c)
+		}
+	}
+	builder := &connection.Builder{Reader: mgr.GetAPIReader(), Options: connection.Options{ClientOptions: clientOpts}}
+	r := &controllers.FleetBindingReconciler{
+		Client:         mgr.GetClient(),
+		APIReader:      mgr.GetAPIReader(),
+		Scheme:         mgr.GetScheme(),
+		Recorder:       mgr.GetEventRecorder("vk-flightctl-provider"),
+		Connections:    builder,
+		Namespace:      o.Namespace,
+		ProbeInventory: controllers.ListInventory,
+	}
+	if o.EnableNodes {
+		kube, err := kubernetes.NewForConfig(mgr.GetConfig())
+		if err != nil {
+			return fmt.Errorf("creating a Kubernetes client for the virtual nodes: %w", err)
+		}
+		host, port, err := splitHostPort(o.KubeletListenAddr)
+		if err != nil {
+			return err
+		}
+		nodes := node.NewManager(kube, mgr.GetAPIReader(), mgr.GetScheme(), logger.WithName("node"), node.Options{
+			InternalIP: host, KubeletPort: port,
+		})
+		// Nodes run only on the elected leader, and stop (without touching
+		// devices or Node objects) when the manager stops.
+		if err := mgr.Add(nodes); err != nil {
+			return err
+		}
+		r.Nodes = nodes
+		r.Triggers = nodes.Triggers()
+	}
+	if err := r.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the FleetBinding controller: %w", err)
+	}
+	return nil
+}
+
+func splitHostPort(addr string) (string, int32, error) {
+	host, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("--kubelet-listen-address %q: want host:port: %w", addr, err)
+	}
+	port, err := strconv.ParseInt(portStr, 10, 32)
+	if err != nil || port <= 0 {
+		return "", 0, fmt.Errorf("--kubelet-listen-address %q: bad port", addr)
+	}
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	return host, int32(port), nil
+}

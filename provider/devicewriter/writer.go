@@ -1,0 +1,363 @@
+// Package devicewriter writes vk-flightctl's applications into Flightctl
+// device specs. Every write is a read-modify-write of one device with its
+// resourceVersion, so concurrent writers (people, fleets, another manager)
+// are never overwritten; changes queued for the same device while a write
+// is in flight are batched into the next single write; and only
+// applications (and inline config entries) that vk-flightctl owns are ever
+// added, replaced or removed.
+package devicewriter
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/vk-flightctl/vk-flightctl/provider/flightctl"
+)
+
+// Client is the part of the Flightctl client the writer uses.
+type Client interface {
+	GetDevice(ctx context.Context, name string) (*flightctl.Device, error)
+	ReplaceDevice(ctx context.Context, d *flightctl.Device) (*flightctl.Device, error)
+}
+
+// OwnedFunc says whether an application or config entry name belongs to
+// vk-flightctl. Entries it rejects are never touched.
+type OwnedFunc func(name string) bool
+
+// Change is the desired state of one owned application on one device.
+type Change struct {
+	// Name is the application name.
+	Name string
+	// App is the application to write; nil removes it.
+	App *flightctl.ApplicationSpec
+	// Config is an inline config provider entry (files written outside the
+	// application, e.g. ConfigMap volumes), stored under spec.config with
+	// the same name; nil removes any such entry.
+	Config json.RawMessage
+}
+
+// Result tells a waiter how its change landed.
+type Result struct {
+	// LiveAt is the rendered version the device must report in
+	// status.config.renderedVersion for the change to be running. Flightctl
+	// renders a changed spec about a second after the write and bumps the
+	// device-controller/renderedVersion annotation by one, and a write
+	// response still shows the annotation from before that render.
+	LiveAt int64
+	// Changed is false when the device already had the desired content.
+	Changed bool
+}
+
+// Stats count what the writer did, for tests and benchmarks.
+type Stats struct {
+	Writes    int64
+	Reads     int64
+	Conflicts int64
+	Batched   int64
+}
+
+// Writer serialises writes per device.
+type Writer struct {
+	client Client
+	owned  OwnedFunc
+	log    logr.Logger
+	// backoff bounds retries after a 409 on a stale resourceVersion.
+	backoff wait.Backoff
+
+	mu      sync.Mutex
+	devices map[string]*deviceQueue
+	stats   Stats
+}
+
+type pending struct {
+	change Change
+	done   chan outcome
+}
+
+type outcome struct {
+	res Result
+	err error
+}
+
+type deviceQueue struct {
+	// queued maps application name to the newest desired change; older
+	// waiters for the same name get the newer outcome.
+	queued  map[string][]*pending
+	order   []string
+	running bool
+}
+
+// New returns a Writer.
+func New(c Client, owned OwnedFunc, log logr.Logger) *Writer {
+	return &Writer{
+		client:  c,
+		owned:   owned,
+		log:     log,
+		devices: map[string]*deviceQueue{},
+		backoff: wait.Backoff{Duration: 50 * time.Millisecond, Factor: 2, Jitter: 0.5, Steps: 8, Cap: 2 * time.Second},
+	}
+}
+
+// Stats returns a snapshot of the counters.
+func (w *Writer) Stats() Stats {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.stats
+}
+
+// Apply queues a change for a device and waits until it is written (or
+// failed, or ctx ends). Changes to one device that arrive while a write is
+// in flight are written together by the next write.
+func (w *Writer) Apply(ctx context.Context, device string, ch Change) (Result, error) {
+	if !w.owned(ch.Name) {
+		return Result{}, fmt.Errorf("refusing to write application %q on device %s: vk-flightctl only manages applications it owns", ch.Name, device)
+	}
+	p := &pending{change: ch, done: make(chan outcome, 1)}
+	w.mu.Lock()
+	q := w.devices[device]
+	if q == nil {
+		q = &deviceQueue{queued: map[string][]*pending{}}
+		w.devices[device] = q
+	}
+	if _, ok := q.queued[ch.Name]; !ok {
+		q.order = append(q.order, ch.Name)
+	} else {
+		w.stats.Batched++
+	}
+	q.queued[ch.Name] = append(q.queued[ch.Name], p)
+	if !q.running {
+		q.running = true
+		go w.drain(device, q)
+	}
+	w.mu.Unlock()
+
+	select {
+	case o := <-p.done:
+		return o.res, o.err
+	case <-ctx.Done():
+		// The change stays queued: a later write still applies it, which
+		// is what the caller wants since the change is the desired state.
+		return Result{}, ctx.Err()
+	}
+}
+
+// drain writes batches for one device until its queue is empty.
+func (w *Writer) drain(device string, q *deviceQueue) {
+	for {
+		w.mu.Lock()
+		if len(q.order) == 0 {
+			q.running = false
+			delete(w.devices, device)
+			w.mu.Unlock()
+			return
+		}
+		batch := make([]*pending, 0, len(q.order))
+		waiters := map[string][]*pending{}
+		for _, name := range q.order {
+			ps := q.queued[name]
+			batch = append(batch, ps[len(ps)-1])
+			waiters[name] = ps
+		}
+		q.order = nil
+		q.queued = map[string][]*pending{}
+		w.mu.Unlock()
+
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		res, err := w.write(ctx, device, batch)
+		cancel()
+		for _, ps := range waiters {
+			for _, p := range ps {
+				p.done <- outcome{res: res, err: err}
+			}
+		}
+	}
+}
+
+// write applies a batch with read-modify-write, retrying on conflict.
+func (w *Writer) write(ctx context.Context, device string, batch []*pending) (Result, error) {
+	var res Result
+	attempt := 0
+	err := wait.ExponentialBackoffWithContext(ctx, w.backoff, func(ctx context.Context) (bool, error) {
+		attempt++
+		w.count(func(s *Stats) { s.Reads++ })
+		d, err := w.client.GetDevice(ctx, device)
+		if err != nil {
+			return false, fmt.Errorf("reading device %s: %w", device, err)
+		}
+		changed := apply(d, batch, w.owned)
+		if !changed {
+			res = Result{LiveAt: renderedVersion(d)}
+			return true, nil
+		}
+		w.count(func(s *Stats) { s.Writes++ })
+		out, err := w.client.ReplaceDevice(ctx, d)
+		switch {
+		case err == nil:
+			res = Result{LiveAt: renderedVersion(out) + 1, Changed: true}
+			return true, nil
+		case flightctl.IsOwnedByFleet(err):
+			return false, fmt.Errorf("device %s is owned by a Flightctl fleet; per-device workloads need devices that no fleet owns: %w", device, err)
+		case flightctl.IsConflict(err):
+			w.count(func(s *Stats) { s.Conflicts++ })
+			w.log.V(1).Info("Device changed under us; re-reading", "device", device, "attempt", attempt)
+			return false, nil
+		default:
+			return false, fmt.Errorf("writing device %s: %w", device, err)
+		}
+	})
+	if errors.Is(err, wait.ErrWaitTimeout) || wait.Interrupted(err) {
+		err = fmt.Errorf("writing device %s: still conflicting after %d attempts", device, attempt)
+	}
+	return res, err
+}
+
+func (w *Writer) count(f func(*Stats)) {
+	w.mu.Lock()
+	f(&w.stats)
+	w.mu.Unlock()
+}
+
+func renderedVersion(d *flightctl.Device) int64 {
+	if d == nil {
+		return 0
+	}
+	v, _ := strconv.ParseInt(d.Metadata.Annotations[flightctl.AnnotationRenderedVersion], 10, 64)
+	return v
+}
+
+// apply edits d's spec in place and reports whether anything changed.
+func apply(d *flightctl.Device, batch []*pending, owned OwnedFunc) bool {
+	if d.Spec == nil {
+		d.Spec = &flightctl.DeviceSpec{}
+	}
+	spec := d.Spec
+	changed := false
+	for _, p := range batch {
+		ch := p.change
+		if !owned(ch.Name) {
+			continue
+		}
+		if applyApp(spec, ch) {
+			changed = true
+		}
+		if applyConfig(spec, ch) {
+			changed = true
+		}
+	}
+	return changed
+}
+
+func applyApp(spec *flightctl.DeviceSpec, ch Change) bool {
+	idx := -1
+	for i := range spec.Applications {
+		if spec.Applications[i].Name == ch.Name {
+			idx = i
+			break
+		}
+	}
+	switch {
+	case ch.App == nil && idx < 0:
+		return false
+	case ch.App == nil:
+		spec.Applications = append(spec.Applications[:idx], spec.Applications[idx+1:]...)
+		return true
+	case idx < 0:
+		spec.Applications = append(spec.Applications, *ch.App)
+		return true
+	default:
+		if sameJSON(spec.Applications[idx], *ch.App) {
+			return false
+		}
+		spec.Applications[idx] = *ch.App
+		return true
+	}
+}
+
+// applyConfig edits spec.config, a list of config providers kept as raw
+// JSON so entries vk-flightctl does not own survive untouched.
+func applyConfig(spec *flightctl.DeviceSpec, ch Change) bool {
+	var entries []json.RawMessage
+	if raw, ok := spec.Extra["config"]; ok {
+		if err := json.Unmarshal(raw, &entries); err != nil {
+			// Unknown shape: leave it alone rather than risk clobbering it.
+			return false
+		}
+	}
+	idx := -1
+	for i, e := range entries {
+		var named struct {
+			Name string `json:"name"`
+		}
+		if json.Unmarshal(e, &named) == nil && named.Name == ch.Name {
+			idx = i
+			break
+		}
+	}
+	switch {
+	case ch.Config == nil && idx < 0:
+		return false
+	case ch.Config == nil:
+		entries = append(entries[:idx], entries[idx+1:]...)
+	case idx < 0:
+		entries = append(entries, ch.Config)
+	default:
+		if sameJSON(entries[idx], ch.Config) {
+			return false
+		}
+		entries[idx] = ch.Config
+	}
+	if spec.Extra == nil {
+		spec.Extra = map[string]json.RawMessage{}
+	}
+	if len(entries) == 0 {
+		delete(spec.Extra, "config")
+		return true
+	}
+	raw, _ := json.Marshal(entries)
+	spec.Extra["config"] = raw
+	return true
+}
+
+// sameJSON compares two values by their canonical JSON.
+func sameJSON(a, b any) bool {
+	ja, errA := canonical(a)
+	jb, errB := canonical(b)
+	return errA == nil && errB == nil && string(ja) == string(jb)
+}
+
+func canonical(v any) ([]byte, error) {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	var generic any
+	if err := json.Unmarshal(raw, &generic); err != nil {
+		return nil, err
+	}
+	return json.Marshal(generic) // map keys are sorted by encoding/json
+}
+
+// OwnedApplications lists the owned application names in a device spec,
+// sorted.
+func OwnedApplications(d *flightctl.Device, owned OwnedFunc) []string {
+	if d == nil || d.Spec == nil {
+		return nil
+	}
+	var out []string
+	for _, a := range d.Spec.Applications {
+		if owned(a.Name) {
+			out = append(out, a.Name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}

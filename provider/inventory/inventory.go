@@ -1,0 +1,249 @@
+// Package inventory turns the Flightctl devices a binding selects into what
+// Kubernetes sees: per-device capacity and allocatable resources, which
+// devices are usable, and fleet-wide totals for the virtual node.
+package inventory
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+
+	vkv1 "github.com/vk-flightctl/vk-flightctl/api/v1alpha1"
+	"github.com/vk-flightctl/vk-flightctl/provider/flightctl"
+	"github.com/vk-flightctl/vk-flightctl/provider/placement"
+)
+
+// maxUnusableListed bounds status.unusableDevices so a large fleet cannot
+// make the binding object huge.
+const maxUnusableListed = 50
+
+// Unusable device reasons.
+const (
+	ReasonOwnedByFleet = "OwnedByFleet"
+)
+
+// Options say how device capacity is derived.
+type Options struct {
+	// DefaultCapacity applies to devices that do not report cpuCores or
+	// memoryTotalKb (both opt-in on the agent).
+	DefaultCapacity corev1.ResourceList
+	// Reserve is subtracted from each device's capacity.
+	Reserve corev1.ResourceList
+	// MaxPods bounds pods per device and is the node's pod capacity.
+	MaxPods int32
+}
+
+// OptionsFor reads the options from a binding, falling back to the CRD
+// defaults when a field is empty (objects created before defaulting).
+func OptionsFor(b *vkv1.FleetBinding) Options {
+	o := Options{DefaultCapacity: b.Spec.DefaultDeviceCapacity, Reserve: b.Spec.DeviceReserve, MaxPods: b.Spec.MaxPods}
+	if o.DefaultCapacity == nil {
+		o.DefaultCapacity = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("2"), corev1.ResourceMemory: resource.MustParse("4Gi")}
+	}
+	if o.Reserve == nil {
+		o.Reserve = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("250m"), corev1.ResourceMemory: resource.MustParse("512Mi")}
+	}
+	if o.MaxPods <= 0 {
+		o.MaxPods = 110
+	}
+	return o
+}
+
+// Device is one Flightctl device as the provider sees it.
+type Device struct {
+	placement.Device
+	// IP is the device's default address (systemInfo netIpDefault); pods on
+	// it report it as their pod and host IP.
+	IP string
+	// SummaryStatus and SummaryInfo are status.summary from Flightctl.
+	SummaryStatus string
+	SummaryInfo   string
+	// Applications are the device's reported application statuses by name.
+	Applications map[string]flightctl.ApplicationStatus
+	// SpecApplications are the names of applications in the device spec.
+	SpecApplications []string
+	// ResourceVersion is the device's metadata.resourceVersion.
+	ResourceVersion string
+	// RenderedVersion is the server's device-controller/renderedVersion
+	// annotation: the newest rendered spec.
+	RenderedVersion int64
+	// AppliedVersion is status.config.renderedVersion: the rendered spec the
+	// agent runs. A write is live once AppliedVersion reaches the rendered
+	// version that followed it.
+	AppliedVersion int64
+	// UpdatedStatus is status.updated.status (UpToDate, Updating, ...).
+	UpdatedStatus string
+	// Architecture and OperatingSystem come from systemInfo.
+	Architecture    string
+	OperatingSystem string
+}
+
+// Fleet is one listing of a binding's devices.
+type Fleet struct {
+	// Devices sorted by name.
+	Devices []Device
+	// Summary counts devices by usability.
+	Summary vkv1.DeviceSummary
+	// Unusable lists devices that cannot take pods, bounded.
+	Unusable []vkv1.UnusableDevice
+	// Capacity and Allocatable sum the usable devices.
+	Capacity    corev1.ResourceList
+	Allocatable corev1.ResourceList
+	// ListedAt is when the listing finished.
+	ListedAt time.Time
+
+	byName map[string]int
+}
+
+// Get returns the named device.
+func (f *Fleet) Get(name string) (*Device, bool) {
+	if f == nil {
+		return nil, false
+	}
+	i, ok := f.byName[name]
+	if !ok {
+		return nil, false
+	}
+	return &f.Devices[i], true
+}
+
+// PlacementDevices returns the devices in the form placement takes.
+func (f *Fleet) PlacementDevices() []placement.Device {
+	out := make([]placement.Device, len(f.Devices))
+	for i := range f.Devices {
+		out[i] = f.Devices[i].Device
+	}
+	return out
+}
+
+// IsOnline says whether Flightctl reports the device as connected. Degraded
+// devices still run workloads; Unknown means disconnected (or never seen).
+func IsOnline(d *flightctl.Device) bool {
+	if d.Status == nil {
+		return false
+	}
+	switch d.Status.Summary.Status {
+	case flightctl.DeviceSummaryOnline, flightctl.DeviceSummaryDegraded, flightctl.DeviceSummaryError:
+		return true
+	}
+	return false
+}
+
+// FromDevice converts one Flightctl device.
+func FromDevice(d *flightctl.Device, o Options) Device {
+	out := Device{
+		Device: placement.Device{
+			Name:    d.Metadata.Name,
+			Labels:  d.Metadata.Labels,
+			Online:  IsOnline(d),
+			MaxPods: int(o.MaxPods),
+		},
+		ResourceVersion: d.Metadata.ResourceVersion,
+	}
+	if d.Metadata.Owner != nil {
+		out.OwnedBy = strings.TrimPrefix(*d.Metadata.Owner, "Fleet/")
+	}
+	var sys map[string]string
+	if d.Status != nil {
+		sys = d.Status.SystemInfo
+		out.SummaryStatus = d.Status.Summary.Status
+		out.SummaryInfo = d.Status.Summary.Info
+		out.Applications = make(map[string]flightctl.ApplicationStatus, len(d.Status.Applications))
+		for _, a := range d.Status.Applications {
+			out.Applications[a.Name] = a
+		}
+	}
+	out.RenderedVersion, _ = strconv.ParseInt(d.Metadata.Annotations[flightctl.AnnotationRenderedVersion], 10, 64)
+	if d.Status != nil {
+		out.AppliedVersion, _ = strconv.ParseInt(d.Status.Config.RenderedVersion, 10, 64)
+		out.UpdatedStatus = d.Status.Updated.Status
+	}
+	if d.Spec != nil {
+		for _, a := range d.Spec.Applications {
+			out.SpecApplications = append(out.SpecApplications, a.Name)
+		}
+	}
+	out.IP = sys[flightctl.SystemInfoNetIPDefault]
+	out.Architecture = sys["architecture"]
+	out.OperatingSystem = sys["operatingSystem"]
+	out.Capacity = capacity(sys, o.DefaultCapacity)
+	out.Allocatable = subtract(out.Capacity, o.Reserve)
+	return out
+}
+
+// capacity reads cpuCores and memoryTotalKb, falling back per resource.
+func capacity(sys map[string]string, def corev1.ResourceList) corev1.ResourceList {
+	c := corev1.ResourceList{
+		corev1.ResourceCPU:    def.Cpu().DeepCopy(),
+		corev1.ResourceMemory: def.Memory().DeepCopy(),
+	}
+	if v, err := strconv.ParseFloat(strings.TrimSpace(sys[flightctl.SystemInfoCPUCores]), 64); err == nil && v > 0 {
+		c[corev1.ResourceCPU] = *resource.NewMilliQuantity(int64(v*1000), resource.DecimalSI)
+	}
+	// memoryTotalKb is /proc/meminfo's MemTotal, which is in KiB.
+	if v, err := strconv.ParseInt(strings.TrimSpace(sys[flightctl.SystemInfoMemoryTotalKb]), 10, 64); err == nil && v > 0 {
+		c[corev1.ResourceMemory] = *resource.NewQuantity(v*1024, resource.BinarySI)
+	}
+	return c
+}
+
+// subtract returns a-b per resource, never below zero.
+func subtract(a, b corev1.ResourceList) corev1.ResourceList {
+	out := corev1.ResourceList{}
+	for name, q := range a {
+		v := q.DeepCopy()
+		if r, ok := b[name]; ok {
+			v.Sub(r)
+		}
+		if v.Sign() < 0 {
+			v = *resource.NewQuantity(0, q.Format)
+		}
+		out[name] = v
+	}
+	return out
+}
+
+// Build converts a full listing. Devices owned by a Flightctl fleet are
+// counted and listed as unusable: Flightctl refuses per-device spec changes
+// on them, so placing pods there could never work.
+func Build(devs []flightctl.Device, o Options, now time.Time) *Fleet {
+	f := &Fleet{
+		Devices:  make([]Device, 0, len(devs)),
+		ListedAt: now,
+		byName:   make(map[string]int, len(devs)),
+	}
+	for i := range devs {
+		f.Devices = append(f.Devices, FromDevice(&devs[i], o))
+	}
+	sort.Slice(f.Devices, func(i, j int) bool { return f.Devices[i].Name < f.Devices[j].Name })
+	for i := range f.Devices {
+		f.byName[f.Devices[i].Name] = i
+	}
+	// Capacity counts offline devices too (placement.Summarize): their pods
+	// stay bound as Unknown until the reconnect timeout, and the node's
+	// allocatable should not flap with every short disconnection.
+	sum := placement.Summarize(f.PlacementDevices())
+	f.Capacity, f.Allocatable = sum.Capacity, sum.Allocatable
+	f.Summary = vkv1.DeviceSummary{Total: int32(sum.Total), Online: int32(sum.Online), Disconnected: int32(sum.Offline), Owned: int32(sum.Owned)}
+	unusable := 0
+	for i := range f.Devices {
+		d := &f.Devices[i]
+		if d.OwnedBy == "" {
+			continue
+		}
+		unusable++
+		if len(f.Unusable) < maxUnusableListed {
+			f.Unusable = append(f.Unusable, vkv1.UnusableDevice{Name: d.Name, Reason: ReasonOwnedByFleet, Message: fmt.Sprintf(
+				"device %s is owned by Flightctl fleet %s; per-device workloads need devices that no fleet owns (change the fleet's selector or the device's labels)", d.Name, d.OwnedBy)})
+		}
+	}
+	if unusable > maxUnusableListed {
+		f.Unusable = append(f.Unusable, vkv1.UnusableDevice{Name: "...", Reason: "Truncated", Message: fmt.Sprintf("%d more not listed", unusable-maxUnusableListed)})
+	}
+	return f
+}

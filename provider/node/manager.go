@@ -1,0 +1,293 @@
+// Package node runs one virtual-kubelet node per FleetBinding inside the
+// manager process. A node is a virtual-kubelet NodeController (Node object,
+// lease heartbeats) and PodController (pod lifecycle) around a Provider that
+// places pods on Flightctl devices, writes them as applications and maps
+// device status back to pod status.
+//
+// Many nodes in one process stay cheap: each node watches only its own pods
+// (a field-selected informer), Secrets and ConfigMaps are read on demand
+// when a pod is deployed instead of through cluster-wide informers, and one
+// event broadcaster serves every node.
+package node
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/tools/record"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+
+	vkv1 "github.com/vk-flightctl/vk-flightctl/api/v1alpha1"
+	"github.com/vk-flightctl/vk-flightctl/controllers"
+	"github.com/vk-flightctl/vk-flightctl/provider/devicewriter"
+	"github.com/vk-flightctl/vk-flightctl/provider/flightctl"
+	"github.com/vk-flightctl/vk-flightctl/provider/translate"
+)
+
+// EventComponent is the source of every event vk-flightctl records on pods.
+const EventComponent = "vk-flightctl-provider"
+
+// Options configure the node manager.
+type Options struct {
+	// KubeletVersion is reported as the node's kubelet version.
+	KubeletVersion string
+	// KubeletPort is advertised as the node's kubelet endpoint port.
+	KubeletPort int32
+	// InternalIP is advertised as the node's address.
+	InternalIP string
+	// PodSyncWorkers is virtual-kubelet's pod worker count per node.
+	PodSyncWorkers int
+	// Now is the clock (tests replace it).
+	Now func() time.Time
+}
+
+// Manager runs the nodes of all bindings. It implements
+// controllers.NodeManager.
+type Manager struct {
+	kube        kubernetes.Interface
+	reader      client.Reader
+	log         logr.Logger
+	opts        Options
+	recorder    *recorderProvider
+	broadcaster record.EventBroadcaster
+	// unused holds ConfigMap, Secret and Service informers that
+	// virtual-kubelet insists on but never reads, because env resolution is
+	// done by the provider (SkipDownwardAPIResolution). They are never
+	// started, so they cost no watch.
+	unused informers.SharedInformerFactory
+	// triggers asks the FleetBinding controller to reconcile a binding now,
+	// e.g. when a device disconnects, so status is persisted promptly.
+	triggers chan event.GenericEvent
+
+	mu    sync.Mutex
+	nodes map[types.NamespacedName]*runtimeHandle
+}
+
+type runtimeHandle struct {
+	rt          *Runtime
+	fingerprint string
+	cancel      context.CancelFunc
+	done        chan struct{}
+}
+
+var _ controllers.NodeManager = (*Manager)(nil)
+
+// NewManager returns a Manager. Add it to the controller-runtime manager:
+// it is a leader-elected Runnable that stops every node on shutdown.
+func NewManager(kube kubernetes.Interface, reader client.Reader, scheme *runtime.Scheme, log logr.Logger, o Options) *Manager {
+	if o.KubeletVersion == "" {
+		o.KubeletVersion = "v1.37.2-vk-flightctl"
+	}
+	if o.KubeletPort == 0 {
+		o.KubeletPort = 10250
+	}
+	if o.InternalIP == "" {
+		o.InternalIP = "127.0.0.1"
+	}
+	if o.PodSyncWorkers == 0 {
+		o.PodSyncWorkers = 10
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	b := record.NewBroadcasterWithCorrelatorOptions(record.CorrelatorOptions{QPS: 50, BurstSize: 200})
+	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
+	unused := informers.NewSharedInformerFactoryWithOptions(kube, 0, informers.WithNamespace("vk-flightctl-never-watched"))
+	return &Manager{
+		kube:        kube,
+		reader:      reader,
+		log:         log,
+		opts:        o,
+		recorder:    &recorderProvider{b: b, scheme: scheme},
+		broadcaster: b,
+		unused:      unused,
+		triggers:    make(chan event.GenericEvent, 64),
+		nodes:       map[types.NamespacedName]*runtimeHandle{},
+	}
+}
+
+// Start implements manager.Runnable: it waits for the manager to stop, then
+// stops every node and the event broadcaster.
+func (m *Manager) Start(ctx context.Context) error {
+	<-ctx.Done()
+	m.Shutdown()
+	m.broadcaster.Shutdown()
+	return nil
+}
+
+// NeedLeaderElection implements manager.LeaderElectionRunnable: only the
+// leader runs nodes and writes to Flightctl.
+func (m *Manager) NeedLeaderElection() bool { return true }
+
+type recorderProvider struct {
+	b      record.EventBroadcaster
+	scheme *runtime.Scheme
+}
+
+func (p *recorderProvider) GetEventRecorderFor(host string) record.EventRecorder {
+	return p.b.NewRecorder(p.scheme, corev1.EventSource{Component: EventComponent, Host: host})
+}
+
+// Triggers is a channel of bindings to reconcile now; the FleetBinding
+// controller watches it.
+func (m *Manager) Triggers() <-chan event.GenericEvent { return m.triggers }
+
+// Ensure starts the binding's node or restarts it when its inputs changed.
+func (m *Manager) Ensure(ctx context.Context, req controllers.NodeRequest) (controllers.NodeReport, error) {
+	key := types.NamespacedName{Namespace: req.Binding.Namespace, Name: req.Binding.Name}
+	fp := fingerprint(req)
+	m.mu.Lock()
+	h := m.nodes[key]
+	m.mu.Unlock()
+	if h != nil && h.fingerprint == fp {
+		if h.rt.NodeName() == req.Binding.EffectiveNodeName() {
+			return h.rt.Report(), nil
+		}
+	}
+	if h != nil {
+		m.log.Info("Restarting virtual node after a spec change", "node", h.rt.NodeName(), "fleetbinding", key.String())
+		m.stop(key, h)
+		if h.rt.NodeName() != req.Binding.EffectiveNodeName() {
+			if err := m.deleteNode(ctx, h.rt.NodeName()); err != nil {
+				return controllers.NodeReport{}, err
+			}
+		}
+	}
+	rt, err := m.newRuntime(req)
+	if err != nil {
+		return controllers.NodeReport{}, err
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	h = &runtimeHandle{rt: rt, fingerprint: fp, cancel: cancel, done: make(chan struct{})}
+	m.mu.Lock()
+	m.nodes[key] = h
+	m.mu.Unlock()
+	go func() {
+		defer close(h.done)
+		if err := rt.Run(runCtx); err != nil && runCtx.Err() == nil {
+			m.log.Error(err, "Virtual node stopped", "node", rt.NodeName())
+		}
+	}()
+	return rt.Report(), nil
+}
+
+// Remove stops the node, removes the binding's applications from its
+// devices and deletes the Node object.
+func (m *Manager) Remove(ctx context.Context, key client.ObjectKey) error {
+	m.mu.Lock()
+	h := m.nodes[key]
+	m.mu.Unlock()
+	if h == nil {
+		return nil
+	}
+	m.stop(key, h)
+	if err := h.rt.RemoveAllApplications(ctx); err != nil {
+		// Put the handle back so a retry finds the client and devices.
+		return fmt.Errorf("removing applications of node %s: %w", h.rt.NodeName(), err)
+	}
+	if err := m.deleteNode(ctx, h.rt.NodeName()); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	if m.nodes[key] == h {
+		delete(m.nodes, key)
+	}
+	m.mu.Unlock()
+	m.log.Info("Virtual node removed", "node", h.rt.NodeName())
+	return nil
+}
+
+// Shutdown stops every node without touching devices or Node objects: a
+// restarted or newly elected manager takes them over.
+func (m *Manager) Shutdown() {
+	m.mu.Lock()
+	hs := make(map[types.NamespacedName]*runtimeHandle, len(m.nodes))
+	for k, h := range m.nodes {
+		hs[k] = h
+	}
+	m.mu.Unlock()
+	for k, h := range hs {
+		m.stop(k, h)
+	}
+}
+
+func (m *Manager) stop(_ types.NamespacedName, h *runtimeHandle) {
+	h.cancel()
+	select {
+	case <-h.done:
+	case <-time.After(30 * time.Second):
+		m.log.Info("Virtual node did not stop in 30s; continuing", "node", h.rt.NodeName())
+	}
+}
+
+func (m *Manager) deleteNode(ctx context.Context, name string) error {
+	err := m.kube.CoreV1().Nodes().Delete(ctx, name, metav1.DeleteOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("deleting node %s: %w", name, err)
+	}
+	return nil
+}
+
+func (m *Manager) trigger(b *vkv1.FleetBinding) {
+	select {
+	case m.triggers <- event.GenericEvent{Object: b}:
+	default:
+		// The controller resyncs periodically; dropping one nudge is fine.
+	}
+}
+
+func (m *Manager) newRuntime(req controllers.NodeRequest) (*Runtime, error) {
+	b := req.Binding.DeepCopy()
+	c := req.Connection.Client
+	writer := devicewriter.New(c, translate.IsOwnedAppName, m.log.WithName("devicewriter").WithValues("fleet", b.Spec.Fleet))
+	return newRuntime(runtimeConfig{
+		binding:  b,
+		settings: req.Settings,
+		flight:   c,
+		writer:   writer,
+		kube:     m.kube,
+		reader:   m.reader,
+		recorder: m.recorder.GetEventRecorderFor(b.EffectiveNodeName()),
+		unused:   m.unused,
+		log:      m.log.WithValues("node", b.EffectiveNodeName(), "fleet", b.Spec.Fleet),
+		opts:     m.opts,
+		trigger:  func() { m.trigger(b) },
+	})
+}
+
+// fingerprint changes when anything that needs a node restart changes.
+func fingerprint(req controllers.NodeRequest) string {
+	b := req.Binding
+	return fmt.Sprintf("%d/%s/%s/%s", b.Generation, req.Connection.Fingerprint, req.Settings.ReconnectTimeout, req.Settings.StatusPollInterval) +
+		fmt.Sprintf("/%s", req.Settings.LastSeenThreshold)
+}
+
+// flightctlClient is what a runtime needs from Flightctl.
+type flightctlClient interface {
+	devicewriter.Client
+	ListAllDevices(ctx context.Context, opts flightctl.ListOptions) ([]flightctl.Device, error)
+}
+
+// RBAC the virtual nodes need: their pods (placement annotation, status,
+// removal after the workload stopped), their Node objects and leases, pod
+// events, and reads of the ConfigMaps and Secrets pods reference.
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;patch;delete
+// +kubebuilder:rbac:groups="",resources=pods/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups="",resources=nodes,verbs=get;create;patch;delete
+// +kubebuilder:rbac:groups="",resources=nodes/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch;update
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;create;update

@@ -1,0 +1,438 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/virtual-kubelet/virtual-kubelet/errdefs"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	vkv1 "github.com/vk-flightctl/vk-flightctl/api/v1alpha1"
+	"github.com/vk-flightctl/vk-flightctl/internal/logging"
+	"github.com/vk-flightctl/vk-flightctl/provider/devicewriter"
+	"github.com/vk-flightctl/vk-flightctl/provider/flightctl"
+	"github.com/vk-flightctl/vk-flightctl/provider/placement"
+	"github.com/vk-flightctl/vk-flightctl/provider/translate"
+)
+
+// Pod event reasons vk-flightctl records.
+const (
+	EventFailedScheduling = "FailedScheduling"
+	EventDeviceSelected   = "DeviceSelected"
+	EventUnsupported      = "UnsupportedPodSpec"
+	EventReplacing        = "Replacing"
+	EventDeployFailed     = "DeployFailed"
+	EventRemoved          = "WorkloadRemoved"
+)
+
+// PodConditionDevicePlacement reports placement onto a device: False with
+// reason WaitingForDevice while no device has room.
+const PodConditionDevicePlacement corev1.PodConditionType = "vk.flightctl.io/DevicePlacement"
+
+// podPhase is where vk-flightctl is with one pod.
+type podPhase int
+
+const (
+	// phaseWaiting: no device has room now; placement is retried each poll.
+	phaseWaiting podPhase = iota + 1
+	// phaseDeployed: the application is in the device's spec.
+	phaseDeployed
+	// phaseFailed: the pod can never run (no device could hold it, or its
+	// spec is unsupported); its status is terminal.
+	phaseFailed
+)
+
+// podState is vk-flightctl's record of one pod of this node.
+type podState struct {
+	// pod is the spec last handed over by virtual-kubelet.
+	pod   *corev1.Pod
+	phase podPhase
+	// device and app say where the pod runs once placed.
+	device string
+	app    string
+	hash   string
+	// liveAt is the device rendered version at which the written content
+	// runs; until the device reports it, the pod shows as starting.
+	liveAt int64
+	// status is the status last reported to Kubernetes.
+	status corev1.PodStatus
+	// lastWaitMsg avoids repeating the same FailedScheduling event.
+	lastWaitMsg string
+}
+
+func podKey(ns, name string) string { return ns + "/" + name }
+
+// CreatePod places a new pod on a device and deploys it.
+func (rt *Runtime) CreatePod(ctx context.Context, pod *corev1.Pod) error {
+	key := podKey(pod.Namespace, pod.Name)
+	rt.mu.Lock()
+	st, ok := rt.pods[key]
+	if ok && st.pod.UID == pod.UID {
+		rt.mu.Unlock()
+		return rt.UpdatePod(ctx, pod)
+	}
+	st = &podState{pod: pod.DeepCopy(), status: corev1.PodStatus{Phase: corev1.PodPending}}
+	rt.pods[key] = st
+	rt.mu.Unlock()
+	return rt.deploy(ctx, st)
+}
+
+// UpdatePod rewrites the application when what runs changed (Kubernetes
+// only lets a pod's image change). Simple replace: the device stops the old
+// workload before it starts the new one, and the pod shows as starting
+// until the device runs the new content.
+func (rt *Runtime) UpdatePod(ctx context.Context, pod *corev1.Pod) error {
+	key := podKey(pod.Namespace, pod.Name)
+	rt.mu.Lock()
+	st, ok := rt.pods[key]
+	if !ok || st.pod.UID != pod.UID {
+		rt.mu.Unlock()
+		return rt.CreatePod(ctx, pod)
+	}
+	st.pod = pod.DeepCopy()
+	phase := st.phase
+	rt.mu.Unlock()
+	switch phase {
+	case phaseFailed:
+		return nil
+	case phaseDeployed:
+		return rt.write(ctx, st, true)
+	default:
+		return rt.deploy(ctx, st)
+	}
+}
+
+// deploy places the pod (or finds its recorded device) and writes it.
+func (rt *Runtime) deploy(ctx context.Context, st *podState) error {
+	pod := rt.snapshotPod(st)
+	fleet := rt.currentFleet()
+	dec, err := placement.Place(pod, fleet.PlacementDevices(), rt.ledger)
+	if err != nil {
+		var nofit *placement.NoFitError
+		if errors.As(err, &nofit) {
+			rt.noFit(st, pod, nofit)
+			return nil
+		}
+		return err
+	}
+	if pod.Annotations[vkv1.AnnotationDevice] != dec.Device {
+		// The decision is recorded in the API server before anything is
+		// sent to Flightctl, so a restarted manager finds it.
+		if err := rt.recordPlacement(ctx, pod, dec.Device); err != nil {
+			rt.ledger.Release(dec.PodKey)
+			return err
+		}
+		rt.cfg.recorder.Eventf(pod, corev1.EventTypeNormal, EventDeviceSelected, "Placed on Flightctl device %s", dec.Device)
+		rt.log.Info("Pod placed", "pod", podKey(pod.Namespace, pod.Name), "device", dec.Device)
+		placementsTotal.WithLabelValues(rt.cfg.binding.Spec.Fleet).Inc()
+	}
+	rt.mu.Lock()
+	st.device = dec.Device
+	st.app = translate.AppName(pod)
+	rt.mu.Unlock()
+	return rt.write(ctx, st, false)
+}
+
+// recordPlacement writes the flightctl.io/device annotation (and label, when
+// the device name is a valid label value).
+func (rt *Runtime) recordPlacement(ctx context.Context, pod *corev1.Pod, device string) error {
+	meta := map[string]any{"annotations": map[string]string{vkv1.AnnotationDevice: device}}
+	if len(validation.IsValidLabelValue(device)) == 0 {
+		meta["labels"] = map[string]string{vkv1.LabelDevice: device}
+	}
+	patch, _ := json.Marshal(map[string]any{"metadata": meta})
+	_, err := rt.cfg.kube.CoreV1().Pods(pod.Namespace).Patch(ctx, pod.Name, types.MergePatchType, patch, metav1.PatchOptions{})
+	if err != nil {
+		return fmt.Errorf("recording device %s on pod %s/%s: %w", device, pod.Namespace, pod.Name, err)
+	}
+	return nil
+}
+
+// noFit fails a pod no device can ever hold, or keeps it Pending while room
+// may still appear (the scheduler only sees the node's total, so failing
+// such pods would make their ReplicaSets recreate them in a loop).
+func (rt *Runtime) noFit(st *podState, pod *corev1.Pod, nofit *placement.NoFitError) {
+	placementFailures.WithLabelValues(rt.cfg.binding.Spec.Fleet, string(nofit.Reason)).Inc()
+	if nofit.Permanent() {
+		rt.fail(st, pod, "", nofit.Message, EventFailedScheduling)
+		return
+	}
+	rt.mu.Lock()
+	st.phase = phaseWaiting
+	repeat := st.lastWaitMsg == nofit.Message
+	st.lastWaitMsg = nofit.Message
+	st.status = pendingStatus(pod, "WaitingForDevice", nofit.Message)
+	rt.mu.Unlock()
+	if !repeat {
+		rt.cfg.recorder.Eventf(pod, corev1.EventTypeWarning, EventFailedScheduling, "%s; the pod stays Pending and is placed when room appears", nofit.Message)
+		rt.log.Info("Pod waits for room on a device", "pod", podKey(pod.Namespace, pod.Name), "reason", string(nofit.Reason))
+	}
+	rt.notify(st)
+}
+
+// fail gives a pod a terminal Failed status and an event. Nothing is sent
+// to Flightctl for it.
+func (rt *Runtime) fail(st *podState, pod *corev1.Pod, reason, msg, eventReason string) {
+	rt.ledger.Release(placement.PodKey(pod))
+	rt.mu.Lock()
+	st.phase = phaseFailed
+	st.status = failedStatus(pod, reason, msg)
+	rt.mu.Unlock()
+	rt.cfg.recorder.Event(pod, corev1.EventTypeWarning, eventReason, msg)
+	logging.Warn(rt.log, "Pod cannot run", "pod", podKey(pod.Namespace, pod.Name), "reason", eventReason, "message", msg)
+	rt.notify(st)
+}
+
+// write translates the pod and writes its application to its device.
+func (rt *Runtime) write(ctx context.Context, st *podState, isUpdate bool) error {
+	pod := rt.snapshotPod(st)
+	rt.mu.Lock()
+	device, app, oldHash := st.device, st.app, st.hash
+	rt.mu.Unlock()
+	dev, _ := rt.currentFleet().Get(device)
+	opts := translate.Options{
+		Format:     translate.Format(rt.cfg.binding.Spec.ApplicationFormat),
+		Resolver:   &apiResolver{ctx: ctx, reader: rt.cfg.reader},
+		DeviceName: device,
+	}
+	if dev != nil {
+		opts.DeviceIP = dev.IP
+		opts.Allocatable = dev.Allocatable
+	}
+	res, err := translate.ToApplication(pod, opts)
+	if err != nil {
+		var unsupported *translate.UnsupportedError
+		if errors.As(err, &unsupported) {
+			rt.fail(st, pod, EventUnsupported, unsupported.Error(), EventUnsupported)
+			return nil
+		}
+		rt.cfg.recorder.Eventf(pod, corev1.EventTypeWarning, EventDeployFailed, "Cannot build the workload for device %s: %v", device, err)
+		return err
+	}
+	if isUpdate && res.Hash == oldHash {
+		return nil
+	}
+	change := devicewriter.Change{Name: app, App: &res.Application}
+	if len(res.VolumeFiles) > 0 {
+		change.Config = inlineConfig(app, res.VolumeFiles)
+	}
+	if isUpdate {
+		rt.cfg.recorder.Eventf(pod, corev1.EventTypeNormal, EventReplacing, "Replacing the workload on device %s: the old one stops before the new one starts", device)
+	}
+	out, err := rt.cfg.writer.Apply(ctx, device, change)
+	if err != nil {
+		rt.cfg.recorder.Eventf(pod, corev1.EventTypeWarning, EventDeployFailed, "Writing the workload to device %s failed: %v", device, err)
+		return err
+	}
+	rt.mu.Lock()
+	st.phase = phaseDeployed
+	st.hash = res.Hash
+	st.liveAt = out.LiveAt
+	prev := st.status
+	st.status = pendingStatus(pod, "", fmt.Sprintf("deployed to device %s; waiting for the device to start it", device))
+	next := st.status
+	rt.mu.Unlock()
+	for _, e := range translate.Events(prev, next) {
+		rt.cfg.recorder.Event(pod, e.Type, e.Reason, e.Message)
+	}
+	for _, w := range res.Warnings {
+		rt.cfg.recorder.Event(pod, corev1.EventTypeWarning, "MissingOptionalReference", w)
+	}
+	rt.log.Info("Workload deployed", "pod", podKey(pod.Namespace, pod.Name), "device", device, "application", app, "update", isUpdate)
+	rt.notify(st)
+	rt.pollNow()
+	return nil
+}
+
+// inlineConfig is a Flightctl inline config provider entry named after the
+// application, holding the pod's volume files.
+func inlineConfig(app string, files []translate.VolumeFile) json.RawMessage {
+	type inlineFile struct {
+		flightctl.InlineFile
+		Mode int32 `json:"mode,omitempty"`
+	}
+	inline := make([]inlineFile, 0, len(files))
+	for _, f := range files {
+		inline = append(inline, inlineFile{InlineFile: f.Inline(), Mode: f.Mode})
+	}
+	raw, _ := json.Marshal(map[string]any{"name": app, "inline": inline})
+	return raw
+}
+
+// DeletePod removes the pod's application from its device, then removes
+// the pod from Kubernetes (as a kubelet does once containers stopped), so
+// a deleted pod is gone in seconds rather than after its grace period.
+func (rt *Runtime) DeletePod(ctx context.Context, pod *corev1.Pod) error {
+	key := podKey(pod.Namespace, pod.Name)
+	rt.mu.Lock()
+	st := rt.pods[key]
+	device, app := pod.Annotations[vkv1.AnnotationDevice], translate.AppName(pod)
+	if st != nil {
+		if st.device != "" {
+			device = st.device
+		}
+		if st.app != "" {
+			app = st.app
+		}
+	}
+	rt.mu.Unlock()
+	if device != "" {
+		if _, err := rt.cfg.writer.Apply(ctx, device, devicewriter.Change{Name: app}); err != nil {
+			rt.log.Error(err, "Removing the workload failed; the orphan sweep retries", "pod", key, "device", device)
+			return err
+		}
+		rt.log.Info("Workload removed", "pod", key, "device", device, "application", app)
+		rt.cfg.recorder.Eventf(pod, corev1.EventTypeNormal, EventRemoved, "Removed the workload from device %s", device)
+	}
+	rt.ledger.Release(placement.PodKey(pod))
+	rt.mu.Lock()
+	if cur := rt.pods[key]; cur == st {
+		delete(rt.pods, key)
+	}
+	rt.mu.Unlock()
+	if pod.DeletionTimestamp != nil {
+		go rt.forceDelete(pod)
+	}
+	return nil
+}
+
+// forceDelete removes a terminating pod whose workload is gone.
+func (rt *Runtime) forceDelete(pod *corev1.Pod) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30e9)
+	defer cancel()
+	zero := int64(0)
+	uid := pod.UID
+	err := rt.cfg.kube.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{
+		GracePeriodSeconds: &zero, Preconditions: &metav1.Preconditions{UID: &uid}})
+	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+		rt.log.Error(err, "Removing the terminated pod failed", "pod", podKey(pod.Namespace, pod.Name))
+	}
+}
+
+// GetPod returns the pod as last handed over, with its current status.
+func (rt *Runtime) GetPod(_ context.Context, namespace, name string) (*corev1.Pod, error) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	st, ok := rt.pods[podKey(namespace, name)]
+	if !ok {
+		return nil, errdefs.NotFoundf("pod %s/%s is not on node %s", namespace, name, rt.nodeName)
+	}
+	p := st.pod.DeepCopy()
+	p.Status = *st.status.DeepCopy()
+	return p, nil
+}
+
+// GetPodStatus returns the pod's current status.
+func (rt *Runtime) GetPodStatus(ctx context.Context, namespace, name string) (*corev1.PodStatus, error) {
+	p, err := rt.GetPod(ctx, namespace, name)
+	if err != nil {
+		return nil, err
+	}
+	return &p.Status, nil
+}
+
+// GetPods returns every pod of this node.
+func (rt *Runtime) GetPods(context.Context) ([]*corev1.Pod, error) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	out := make([]*corev1.Pod, 0, len(rt.pods))
+	for _, st := range rt.pods {
+		p := st.pod.DeepCopy()
+		p.Status = *st.status.DeepCopy()
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// NotifyPods registers virtual-kubelet's pod status callback.
+func (rt *Runtime) NotifyPods(_ context.Context, cb func(*corev1.Pod)) {
+	rt.mu.Lock()
+	rt.notifyPod = cb
+	rt.mu.Unlock()
+}
+
+// notify hands virtual-kubelet the pod with its new status. It starts from
+// the informer's copy: virtual-kubelet writes the whole object, and labels
+// or annotations from an older copy would undo the placement record.
+func (rt *Runtime) notify(st *podState) {
+	rt.mu.Lock()
+	cb, lister := rt.notifyPod, rt.podLister
+	base := st.pod
+	status := *st.status.DeepCopy()
+	rt.mu.Unlock()
+	if cb == nil {
+		return
+	}
+	if lister != nil {
+		if fresh, err := lister.Pods(base.Namespace).Get(base.Name); err == nil && fresh.UID == base.UID {
+			base = fresh
+		}
+	}
+	p := base.DeepCopy()
+	p.Status = status
+	cb(p)
+}
+
+func (rt *Runtime) snapshotPod(st *podState) *corev1.Pod {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return st.pod.DeepCopy()
+}
+
+// pendingStatus is a Pending status with every container waiting.
+func pendingStatus(pod *corev1.Pod, reason, msg string) corev1.PodStatus {
+	s := corev1.PodStatus{Phase: corev1.PodPending, Conditions: []corev1.PodCondition{
+		{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: metav1.Now()},
+		{Type: corev1.PodReady, Status: corev1.ConditionFalse, Reason: "ContainersNotReady", LastTransitionTime: metav1.Now()},
+	}}
+	if pod.Status.StartTime != nil {
+		s.StartTime = pod.Status.StartTime
+	} else {
+		now := metav1.Now()
+		s.StartTime = &now
+	}
+	if reason == "WaitingForDevice" {
+		s.Conditions = append(s.Conditions, corev1.PodCondition{Type: PodConditionDevicePlacement, Status: corev1.ConditionFalse,
+			Reason: reason, Message: msg, LastTransitionTime: metav1.Now()})
+	}
+	for _, c := range pod.Spec.Containers {
+		wr := reason
+		if wr == "" {
+			wr = translate.ReasonContainerCreating
+		}
+		s.ContainerStatuses = append(s.ContainerStatuses, corev1.ContainerStatus{
+			Name: c.Name, Image: c.Image, State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: wr, Message: msg}},
+		})
+	}
+	return s
+}
+
+// failedStatus is a terminal Failed status. An empty reason lets
+// `kubectl get pods` show STATUS Failed.
+func failedStatus(pod *corev1.Pod, reason, msg string) corev1.PodStatus {
+	s := corev1.PodStatus{Phase: corev1.PodFailed, Reason: reason, Message: msg, StartTime: pod.Status.StartTime}
+	s.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionFalse, Reason: "PodFailed", Message: msg, LastTransitionTime: metav1.Now()}}
+	for _, c := range pod.Spec.Containers {
+		s.ContainerStatuses = append(s.ContainerStatuses, corev1.ContainerStatus{
+			Name: c.Name, Image: c.Image,
+			State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 1, Reason: firstNonEmpty(reason, "Failed"), Message: msg}},
+		})
+	}
+	return s
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, v := range s {
+		if strings.TrimSpace(v) != "" {
+			return v
+		}
+	}
+	return ""
+}

@@ -1,0 +1,296 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/virtual-kubelet/virtual-kubelet/node"
+	"github.com/virtual-kubelet/virtual-kubelet/node/nodeutil"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	vkv1 "github.com/vk-flightctl/vk-flightctl/api/v1alpha1"
+	"github.com/vk-flightctl/vk-flightctl/controllers"
+	"github.com/vk-flightctl/vk-flightctl/internal/settings"
+	"github.com/vk-flightctl/vk-flightctl/provider/devicewriter"
+	"github.com/vk-flightctl/vk-flightctl/provider/inventory"
+	"github.com/vk-flightctl/vk-flightctl/provider/placement"
+)
+
+type runtimeConfig struct {
+	binding  *vkv1.FleetBinding
+	settings settings.Effective
+	flight   flightctlClient
+	writer   *devicewriter.Writer
+	kube     kubernetes.Interface
+	reader   client.Reader
+	recorder record.EventRecorder
+	unused   informers.SharedInformerFactory
+	log      logr.Logger
+	opts     Options
+	trigger  func()
+}
+
+// Runtime is one binding's virtual node: it implements virtual-kubelet's
+// PodLifecycleHandler, PodNotifier and NodeProvider.
+type Runtime struct {
+	cfg      runtimeConfig
+	nodeName string
+	invOpts  inventory.Options
+	ledger   *placement.Ledger
+	log      logr.Logger
+
+	// kick asks the status loop to poll now (after a write).
+	kick chan struct{}
+
+	mu          sync.Mutex
+	pods        map[string]*podState
+	fleet       *inventory.Fleet
+	pollErr     error
+	running     bool
+	podLister   corelisters.PodLister
+	notifyPod   func(*corev1.Pod)
+	notifyNode  func(*corev1.Node)
+	lastNode    *corev1.Node
+	disconnects *disconnectTracker
+}
+
+func newRuntime(cfg runtimeConfig) (*Runtime, error) {
+	rt := &Runtime{
+		cfg:      cfg,
+		nodeName: cfg.binding.EffectiveNodeName(),
+		invOpts:  inventory.OptionsFor(cfg.binding),
+		ledger:   placement.NewLedger(),
+		log:      cfg.log,
+		kick:     make(chan struct{}, 1),
+		pods:     map[string]*podState{},
+	}
+	rt.disconnects = newDisconnectTracker(cfg.binding.Status.DisconnectedDevices, cfg.settings.ReconnectTimeout)
+	return rt, nil
+}
+
+// NodeName is the node this runtime registers.
+func (rt *Runtime) NodeName() string { return rt.nodeName }
+
+// Report summarises the runtime for the FleetBinding's status.
+func (rt *Runtime) Report() controllers.NodeReport {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	r := controllers.NodeReport{
+		Running:             rt.running,
+		FlightctlError:      rt.pollErr,
+		DisconnectedDevices: rt.disconnects.persisted(),
+		Pods:                int32(len(rt.pods)),
+	}
+	if rt.fleet != nil {
+		r.Inventory = controllers.InventoryFromFleet(rt.fleet)
+	}
+	if !rt.running {
+		r.Message = fmt.Sprintf("virtual node %s is starting", rt.nodeName)
+	}
+	return r
+}
+
+// Run registers the node and serves it until ctx ends.
+func (rt *Runtime) Run(ctx context.Context) error {
+	rt.cfg.log.Info("Provider starting", "fleet", rt.cfg.binding.Spec.Fleet, "selector", rt.cfg.binding.EffectiveDeviceSelector())
+	// Poll once before registering so the node starts with real capacity;
+	// if Flightctl is down, start with what status last recorded.
+	if err := rt.pollDevices(ctx); err != nil {
+		rt.log.Error(err, "First device listing failed; registering the node with the last known capacity")
+	} else {
+		rt.log.Info("Connected to Flightctl API", "devices", len(rt.currentFleet().Devices))
+	}
+
+	factory := informers.NewSharedInformerFactoryWithOptions(rt.cfg.kube, 0,
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.FieldSelector = "spec.nodeName=" + rt.nodeName }))
+	podInformer := factory.Core().V1().Pods()
+	podInformer.Informer()
+	factory.Start(ctx.Done())
+	if !cache.WaitForCacheSync(ctx.Done(), podInformer.Informer().HasSynced) {
+		return ctx.Err()
+	}
+	rt.mu.Lock()
+	rt.podLister = podInformer.Lister()
+	rt.mu.Unlock()
+	rt.rebuildLedger()
+
+	pc, err := node.NewPodController(node.PodControllerConfig{
+		PodClient:                 rt.cfg.kube.CoreV1(),
+		PodInformer:               podInformer,
+		EventRecorder:             rt.cfg.recorder,
+		Provider:                  rt,
+		ConfigMapInformer:         rt.cfg.unused.Core().V1().ConfigMaps(),
+		SecretInformer:            rt.cfg.unused.Core().V1().Secrets(),
+		ServiceInformer:           rt.cfg.unused.Core().V1().Services(),
+		SkipDownwardAPIResolution: true,
+	})
+	if err != nil {
+		return fmt.Errorf("creating pod controller: %w", err)
+	}
+	nc, err := node.NewNodeController(rt, rt.nodeObject(), rt.cfg.kube.CoreV1().Nodes(),
+		node.WithNodeEnableLeaseV1(nodeutil.NodeLeaseV1Client(rt.cfg.kube), node.DefaultLeaseDuration),
+		node.WithNodeStatusUpdateErrorHandler(rt.onNodeStatusError))
+	if err != nil {
+		return fmt.Errorf("creating node controller: %w", err)
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() { _ = pc.Run(ctx, rt.cfg.opts.PodSyncWorkers) }()
+	select {
+	case <-pc.Ready():
+	case <-pc.Done():
+		return pc.Err()
+	case <-ctx.Done():
+		return nil
+	}
+	go func() { _ = nc.Run(ctx) }()
+	select {
+	case <-nc.Ready():
+	case <-nc.Done():
+		return nc.Err()
+	case <-ctx.Done():
+		return nil
+	}
+	if err := rt.syncNodeSpec(ctx); err != nil {
+		rt.log.Error(err, "Setting node taints failed")
+	}
+	rt.mu.Lock()
+	rt.running = true
+	rt.mu.Unlock()
+	rt.log.Info("Virtual node registered", "node", rt.nodeName)
+	rt.cfg.trigger()
+
+	rt.statusLoop(ctx)
+	rt.mu.Lock()
+	rt.running = false
+	rt.mu.Unlock()
+	<-pc.Done()
+	<-nc.Done()
+	return nil
+}
+
+// Ping reports the provider healthy whenever the manager is: the lease must
+// not depend on Flightctl, or a Flightctl outage would make Kubernetes evict
+// the whole fleet. Flightctl reachability is a node condition instead.
+func (rt *Runtime) Ping(ctx context.Context) error { return ctx.Err() }
+
+// NotifyNodeStatus registers virtual-kubelet's node status callback.
+func (rt *Runtime) NotifyNodeStatus(_ context.Context, cb func(*corev1.Node)) {
+	rt.mu.Lock()
+	rt.notifyNode = cb
+	rt.mu.Unlock()
+}
+
+// onNodeStatusError recreates the Node when someone deleted it.
+func (rt *Runtime) onNodeStatusError(ctx context.Context, err error) error {
+	rt.log.Error(err, "Updating node status failed; re-creating the node if it is gone")
+	_, cerr := rt.cfg.kube.CoreV1().Nodes().Create(ctx, rt.nodeObject(), metav1.CreateOptions{})
+	if cerr != nil {
+		return err
+	}
+	return nil
+}
+
+// rebuildLedger restores which pod holds what on which device from the
+// pods' flightctl.io/device annotations, so a restarted manager never
+// places a pod twice and never overcommits.
+func (rt *Runtime) rebuildLedger() {
+	pods, err := rt.podLister.List(everything)
+	if err != nil {
+		return
+	}
+	var as []placement.Assignment
+	for _, p := range pods {
+		if a, ok := placement.AssignmentFromPod(p); ok {
+			as = append(as, a)
+		}
+	}
+	rt.ledger.Rebuild(as)
+	if len(as) > 0 {
+		rt.log.Info("Restored placements from pod annotations", "pods", len(as))
+	}
+}
+
+func (rt *Runtime) currentFleet() *inventory.Fleet {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if rt.fleet == nil {
+		return &inventory.Fleet{}
+	}
+	return rt.fleet
+}
+
+// pollNow asks the status loop for an early poll.
+func (rt *Runtime) pollNow() {
+	select {
+	case rt.kick <- struct{}{}:
+	default:
+	}
+}
+
+// statusLoop polls Flightctl and pushes node and pod status until ctx ends.
+func (rt *Runtime) statusLoop(ctx context.Context) {
+	interval := rt.cfg.settings.StatusPollInterval
+	if interval <= 0 {
+		interval = settings.DefaultStatusPollInterval
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		rt.syncOnce(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-rt.kick:
+			// Coalesce bursts of kicks (many pods written at once) into
+			// one poll shortly after.
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}
+}
+
+// syncOnce is one status poll: devices, node, pods, timers, orphans.
+func (rt *Runtime) syncOnce(ctx context.Context) {
+	start := time.Now()
+	err := rt.pollDevices(ctx)
+	rt.pushNodeStatus()
+	if err != nil {
+		// Pods keep their last known status while Flightctl is away.
+		rt.log.Error(err, "Listing devices failed; pods keep their last known status")
+		return
+	}
+	rt.trackConnectivity(ctx)
+	rt.updatePodStatuses()
+	rt.retryWaitingPods(ctx)
+	rt.removeOrphans(ctx)
+	statusLoopDuration.WithLabelValues(rt.cfg.binding.Spec.Fleet).Observe(time.Since(start).Seconds())
+}
+
+// pollDevices lists the binding's devices page by page.
+func (rt *Runtime) pollDevices(ctx context.Context) error {
+	devs, err := rt.cfg.flight.ListAllDevices(ctx, listOptions(rt.cfg.binding))
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	rt.pollErr = err
+	if err != nil {
+		return err
+	}
+	rt.fleet = inventory.Build(devs, rt.invOpts, rt.cfg.opts.Now())
+	return nil
+}

@@ -1,0 +1,199 @@
+package node
+
+import (
+	"context"
+	"sort"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	vkv1 "github.com/vk-flightctl/vk-flightctl/api/v1alpha1"
+	"github.com/vk-flightctl/vk-flightctl/provider/devicewriter"
+	"github.com/vk-flightctl/vk-flightctl/provider/flightctl"
+	"github.com/vk-flightctl/vk-flightctl/provider/inventory"
+	"github.com/vk-flightctl/vk-flightctl/provider/translate"
+)
+
+// updatePodStatuses maps every deployed pod's application status to a pod
+// status and tells virtual-kubelet about the pods whose status changed.
+func (rt *Runtime) updatePodStatuses() {
+	fleet := rt.currentFleet()
+	now := rt.cfg.opts.Now()
+	type change struct {
+		st     *podState
+		pod    *corev1.Pod
+		prev   corev1.PodStatus
+		next   corev1.PodStatus
+		events []translate.Event
+	}
+	var changes []change
+	rt.mu.Lock()
+	for _, st := range rt.pods {
+		if st.phase != phaseDeployed {
+			continue
+		}
+		next, ok := rt.statusFor(st, fleet, now)
+		if !ok || sameStatus(st.status, next) {
+			continue
+		}
+		prev := st.status
+		st.status = next
+		changes = append(changes, change{st: st, pod: st.pod, prev: prev, next: next})
+	}
+	rt.mu.Unlock()
+	for _, c := range changes {
+		for _, e := range translate.Events(c.prev, c.next) {
+			rt.cfg.recorder.Event(c.pod, e.Type, e.Reason, e.Message)
+		}
+		rt.notify(c.st)
+	}
+}
+
+// statusFor computes a deployed pod's status; rt.mu is held. The second
+// result is false when the pod should keep its current status.
+func (rt *Runtime) statusFor(st *podState, fleet *inventory.Fleet, now time.Time) (corev1.PodStatus, bool) {
+	// The mapping keeps timestamps from the status last reported.
+	pod := st.pod.DeepCopy()
+	pod.Status = *st.status.DeepCopy()
+	dev, ok := fleet.Get(st.device)
+	if d, disconnected := rt.disconnects.get(st.device); disconnected || !ok {
+		since := now
+		info := translate.DeviceInfo{Name: st.device}
+		if disconnected {
+			since = d.since
+		}
+		if ok {
+			info = translate.DeviceInfo{Name: dev.Name, IP: dev.IP, SummaryStatus: dev.SummaryStatus, Info: dev.SummaryInfo}
+		}
+		return translate.DisconnectedStatus(pod, info, since), true
+	}
+	var app *flightctl.ApplicationStatus
+	// Until the device runs the rendered version that carries the newest
+	// write, its application status describes the old content.
+	if dev.AppliedVersion >= st.liveAt && dev.UpdatedStatus != flightctl.DeviceUpdatedOutOfDate {
+		if a, found := dev.Applications[st.app]; found {
+			app = &a
+		}
+	}
+	info := translate.DeviceInfo{Name: dev.Name, IP: dev.IP, Online: dev.Online, SummaryStatus: dev.SummaryStatus, Info: dev.SummaryInfo}
+	return translate.PodStatus(pod, app, info, now), true
+}
+
+// sameStatus compares statuses ignoring condition timestamps, so a
+// recomputed but unchanged status is not written again.
+func sameStatus(a, b corev1.PodStatus) bool {
+	strip := func(s corev1.PodStatus) corev1.PodStatus {
+		s = *s.DeepCopy()
+		for i := range s.Conditions {
+			s.Conditions[i].LastTransitionTime = metav1.Time{}
+			s.Conditions[i].LastProbeTime = metav1.Time{}
+		}
+		return s
+	}
+	return equality.Semantic.DeepEqual(strip(a), strip(b))
+}
+
+// retryWaitingPods tries again to place pods that found no room, oldest
+// first, so room that appears goes to the pod that waited longest.
+func (rt *Runtime) retryWaitingPods(ctx context.Context) {
+	rt.mu.Lock()
+	var waiting []*podState
+	for _, st := range rt.pods {
+		if st.phase == phaseWaiting {
+			waiting = append(waiting, st)
+		}
+	}
+	rt.mu.Unlock()
+	sort.Slice(waiting, func(i, j int) bool {
+		a, b := waiting[i].pod.CreationTimestamp, waiting[j].pod.CreationTimestamp
+		if !a.Equal(&b) {
+			return a.Before(&b)
+		}
+		return waiting[i].pod.Name < waiting[j].pod.Name
+	})
+	for _, st := range waiting {
+		if err := rt.deploy(ctx, st); err != nil {
+			rt.log.Error(err, "Retrying placement failed", "pod", podKey(st.pod.Namespace, st.pod.Name))
+		}
+	}
+}
+
+// removeOrphans removes owned applications whose pod is gone, e.g. deleted
+// while the manager was down, or rescheduled after a device timeout. A
+// device that comes back then does not run a second copy.
+func (rt *Runtime) removeOrphans(ctx context.Context) {
+	expected := rt.expectedApps()
+	if expected == nil {
+		return
+	}
+	for _, dev := range rt.currentFleet().Devices {
+		for _, name := range dev.SpecApplications {
+			if !translate.IsOwnedAppName(name) || expected[dev.Name][name] {
+				continue
+			}
+			if _, err := rt.cfg.writer.Apply(ctx, dev.Name, devicewriter.Change{Name: name}); err != nil {
+				rt.log.Error(err, "Removing an orphaned workload failed", "device", dev.Name, "application", name)
+				continue
+			}
+			rt.log.Info("Removed orphaned workload", "device", dev.Name, "application", name)
+			orphansRemoved.WithLabelValues(rt.cfg.binding.Spec.Fleet).Inc()
+		}
+	}
+}
+
+// expectedApps is every application this node should have, by device: the
+// pods in the API server (their recorded device) plus those being deployed
+// right now (whose annotation may not have reached the informer yet).
+// Nil means "not known yet", and nothing is removed.
+func (rt *Runtime) expectedApps() map[string]map[string]bool {
+	rt.mu.Lock()
+	lister := rt.podLister
+	out := map[string]map[string]bool{}
+	add := func(dev, app string) {
+		if out[dev] == nil {
+			out[dev] = map[string]bool{}
+		}
+		out[dev][app] = true
+	}
+	for _, st := range rt.pods {
+		if st.device != "" {
+			add(st.device, translate.AppName(st.pod))
+		}
+	}
+	rt.mu.Unlock()
+	if lister == nil {
+		return nil
+	}
+	pods, err := lister.List(everything)
+	if err != nil {
+		return nil
+	}
+	for _, p := range pods {
+		if dev := p.Annotations[vkv1.AnnotationDevice]; dev != "" && p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed {
+			add(dev, translate.AppName(p))
+		}
+	}
+	return out
+}
+
+// RemoveAllApplications removes every owned application from the binding's
+// devices; used when the binding is deleted.
+func (rt *Runtime) RemoveAllApplications(ctx context.Context) error {
+	devs, err := rt.cfg.flight.ListAllDevices(ctx, listOptions(rt.cfg.binding))
+	if err != nil {
+		return err
+	}
+	for i := range devs {
+		if devs[i].Metadata.Owner != nil {
+			continue
+		}
+		for _, name := range devicewriter.OwnedApplications(&devs[i], translate.IsOwnedAppName) {
+			if _, err := rt.cfg.writer.Apply(ctx, devs[i].Metadata.Name, devicewriter.Change{Name: name}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
