@@ -5,6 +5,8 @@ CONTROLLER_TOOLS_VERSION ?= v0.23.0
 LOCALBIN           ?= $(CURDIR)/bin
 K8S_BIN_DIR        ?= $(LOCALBIN)/k8s/$(K8S_VERSION)
 CONTROLLER_GEN     ?= $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
+KUSTOMIZE_VERSION  ?= v5.8.1
+KUSTOMIZE          ?= $(LOCALBIN)/kustomize-$(KUSTOMIZE_VERSION)
 GO                 ?= go
 # Tests that need a real API server get the binaries hack/ builds.
 export KUBEBUILDER_ASSETS ?= $(K8S_BIN_DIR)
@@ -31,6 +33,11 @@ manifests: controller-gen ## Generate the CRD and the ClusterRole from kubebuild
 generate: controller-gen ## Generate DeepCopy methods.
 	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./api/..."
 
+.PHONY: quickstart-manifests
+quickstart-manifests: kustomize ## Render config/rbac.yaml and config/deployment.yaml (the quickstart's files) from the kustomize bases.
+	$(KUSTOMIZE) build config/quickstart/rbac > config/rbac.yaml
+	$(KUSTOMIZE) build config/quickstart/deployment > config/deployment.yaml
+
 .PHONY: verify-generated
 verify-generated: ## Fail when generated files differ from what the markers say.
 	hack/verify-generated.sh
@@ -44,7 +51,7 @@ vet: ## Run go vet.
 	$(GO) vet ./...
 
 .PHONY: test
-test: verify-generated vet k8s-binaries ## Run every test: unit, contract, envtest and end-to-end (what CI runs).
+test: verify-generated vet k8s-binaries-all ## Run every test: unit, contract, envtest and end-to-end (what CI runs).
 	hack/run-tests.sh
 
 .PHONY: test-unit
@@ -52,8 +59,20 @@ test-unit: ## Run the tests that need no API server.
 	$(GO) test -race -count=1 ./provider/... ./internal/... ./cmd/... ./test/flightctlsim/...
 
 .PHONY: test-envtest
-test-envtest: k8s-binaries ## Run the envtest suites (real kube-apiserver and etcd built by hack/).
-	$(GO) test -count=1 ./controllers/... -ginkgo.v
+test-envtest: k8s-binaries ## Run the envtest suites (real kube-apiserver and etcd built by hack/, simulator over HTTP).
+	$(GO) test -count=1 ./controllers/... ./provider/node/...
+
+.PHONY: cluster-up
+cluster-up: k8s-binaries-all ## Start a local control plane on 127.0.0.1 (kubeconfig: .local/kubeconfig).
+	K8S_VERSION=$(K8S_VERSION) hack/local-cluster.sh up
+
+.PHONY: cluster-down
+cluster-down: ## Stop the local control plane and delete .local/cluster.
+	hack/local-cluster.sh down
+
+.PHONY: cluster-status
+cluster-status: ## Show the local control plane's health.
+	hack/local-cluster.sh status
 
 ##@ Build
 
@@ -63,7 +82,7 @@ build: ## Build the manager and the simulator into bin/.
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(LOCALBIN)/flightctl-sim ./cmd/flightctl-sim
 
 .PHONY: run
-run: build ## Run the manager against the cluster in $$KUBECONFIG (install the CRD first: make install).
+run: build ## Run the manager against the cluster in KUBECONFIG (install the CRD first: make install).
 	$(LOCALBIN)/vk-flightctl-provider
 
 .PHONY: sim
@@ -73,11 +92,11 @@ sim: build ## Run the Flightctl simulator on 127.0.0.1:3443 with its built-in fl
 ##@ Deployment
 
 .PHONY: install
-install: manifests ## Install the CRD into the cluster in $$KUBECONFIG.
+install: manifests ## Install the CRD into the cluster in KUBECONFIG.
 	kubectl apply -f config/crd/bases
 
 .PHONY: uninstall
-uninstall: ## Remove the CRD from the cluster in $$KUBECONFIG.
+uninstall: ## Remove the CRD from the cluster in KUBECONFIG.
 	kubectl delete --ignore-not-found -f config/crd/bases
 
 ##@ Dependencies
@@ -88,6 +107,13 @@ $(CONTROLLER_GEN):
 	@mkdir -p $(LOCALBIN)
 	GOBIN=$(LOCALBIN) $(GO) install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_TOOLS_VERSION)
 	mv $(LOCALBIN)/controller-gen $(CONTROLLER_GEN)
+
+.PHONY: kustomize
+kustomize: $(KUSTOMIZE) ## Install kustomize into bin/.
+$(KUSTOMIZE):
+	@mkdir -p $(LOCALBIN)
+	GOBIN=$(LOCALBIN) $(GO) install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
+	mv $(LOCALBIN)/kustomize $(KUSTOMIZE)
 
 .PHONY: k8s-binaries
 k8s-binaries: ## Build etcd and kube-apiserver from the Go module proxy (cached per user).

@@ -8,13 +8,23 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export KUBEBUILDER_ASSETS
 
 start=$SECONDS
-# Pure packages (no API server) run with the race detector: placement and
-# the simulator are concurrent by design.
-pure=$(go list ./... | grep -v -e /controllers -e /test/e2e)
-echo "== unit and contract tests (race detector on)"
-go test -count=1 -race -timeout 20m $pure
+envtest_pkgs=(./controllers/... ./provider/node/...)
+e2e_pkgs=()
+if [ -d test/e2e ]; then e2e_pkgs=(./test/e2e/...); fi
 
-echo "== envtest suites (real kube-apiserver and etcd from $KUBEBUILDER_ASSETS)"
-go test -count=1 -timeout 30m ./controllers/... -ginkgo.no-color
+# Packages without an API server run with the race detector: placement, the
+# device writer and the simulator are concurrent by design.
+unit=$(go list ./... | grep -v -e '/controllers$' -e '/provider/node$' -e '/test/e2e')
+echo "== unit, contract and fuzz-corpus tests (race detector on)"
+# shellcheck disable=SC2086
+go test -count=1 -race -timeout 20m $unit
+
+echo "== envtest suites (real kube-apiserver and etcd from $KUBEBUILDER_ASSETS, simulator over HTTP)"
+go test -count=1 -timeout 30m "${envtest_pkgs[@]}" -ginkgo.no-color
+
+if [ ${#e2e_pkgs[@]} -gt 0 ]; then
+  echo "== end-to-end suite (local control plane, flightctl-sim and manager as processes)"
+  go test -count=1 -timeout 30m "${e2e_pkgs[@]}" -ginkgo.no-color
+fi
 
 echo "== all suites passed in $((SECONDS - start))s"

@@ -4,14 +4,14 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-generated=(config/crd/bases config/rbac/role.yaml api/v1alpha1/zz_generated.deepcopy.go)
+generated=(config/crd/bases config/rbac/role.yaml api/v1alpha1/zz_generated.deepcopy.go config/rbac.yaml config/deployment.yaml)
 snap="$(mktemp -d)"
 trap 'rm -rf "$snap"' EXIT
 for p in "${generated[@]}"; do
   mkdir -p "$snap/$(dirname "$p")"
-  cp -r "$p" "$snap/$p"
+  if [ -e "$p" ]; then cp -r "$p" "$snap/$p"; fi
 done
-make -s manifests generate >/dev/null
+make -s manifests generate quickstart-manifests >/dev/null
 stale=0
 for p in "${generated[@]}"; do
   if ! diff -r -u "$snap/$p" "$p"; then

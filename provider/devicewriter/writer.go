@@ -59,10 +59,16 @@ type Result struct {
 
 // Stats count what the writer did, for tests and benchmarks.
 type Stats struct {
-	Writes    int64
-	Reads     int64
+	// Changes is how many changes were queued.
+	Changes int64
+	// Reads and Writes are device GETs and PUTs.
+	Reads  int64
+	Writes int64
+	// Conflicts is how many writes met a stale resourceVersion.
 	Conflicts int64
-	Batched   int64
+	// Superseded counts changes replaced by a newer change for the same
+	// application before they were written.
+	Superseded int64
 }
 
 // Writer serialises writes per device.
@@ -128,10 +134,11 @@ func (w *Writer) Apply(ctx context.Context, device string, ch Change) (Result, e
 		q = &deviceQueue{queued: map[string][]*pending{}}
 		w.devices[device] = q
 	}
+	w.stats.Changes++
 	if _, ok := q.queued[ch.Name]; !ok {
 		q.order = append(q.order, ch.Name)
 	} else {
-		w.stats.Batched++
+		w.stats.Superseded++
 	}
 	q.queued[ch.Name] = append(q.queued[ch.Name], p)
 	if !q.running {

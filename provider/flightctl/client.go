@@ -123,7 +123,14 @@ func parseServer(server string) (*url.URL, error) {
 // newTransport clones the default transport (proxy from environment,
 // keep-alives, HTTP/2) and sets up server verification.
 func newTransport(cfg Config) (*http.Transport, error) {
-	t := http.DefaultTransport.(*http.Transport).Clone()
+	var t *http.Transport
+	if dt, ok := http.DefaultTransport.(*http.Transport); ok {
+		t = dt.Clone()
+	} else {
+		// Someone replaced the default transport; start from scratch.
+		t = &http.Transport{Proxy: http.ProxyFromEnvironment, ForceAttemptHTTP2: true,
+			IdleConnTimeout: 90 * time.Second, TLSHandshakeTimeout: 10 * time.Second}
+	}
 	tc := &tls.Config{
 		MinVersion:         tls.VersionTLS12,
 		ServerName:         cfg.TLSServerName,
@@ -175,7 +182,7 @@ type response struct {
 func (c *Client) call(ctx context.Context, r request, out typed, wantKind string) (*response, error) {
 	resp, err := c.doRetry(ctx, r)
 	if err == nil && out != nil {
-		err = c.decode(r.op, resp, out, wantKind)
+		err = c.decode(r, resp, out, wantKind)
 	}
 	return resp, c.finish(r.op, err)
 }
@@ -202,16 +209,18 @@ func (c *Client) doRetry(ctx context.Context, r request) (*response, error) {
 			code, transportErr = ae.Code, nil
 		}
 		if attempt >= c.retry.MaxAttempts || !shouldRetry(ctx, r.method, code, transportErr) {
+			if attempt > 1 {
+				return nil, fmt.Errorf("%w (after %d attempts)", lastErr, attempt)
+			}
 			return nil, lastErr
 		}
-		wait := bo.Step()
-		if retryAfter > wait {
-			wait = min(retryAfter, c.retry.MaxBackoff)
-		}
+		// The server's Retry-After wins over the backoff, within reason:
+		// MaxBackoff caps it so a confused proxy cannot park a reconcile.
+		wait := max(bo.Step(), min(retryAfter, c.retry.MaxBackoff))
 		if err := sleep(ctx, wait); err != nil {
 			// Keep the server's answer: "503 after 3 attempts, then
 			// the context ended" is more useful than "context canceled".
-			return nil, fmt.Errorf("%w (gave up retrying: %w)", lastErr, err)
+			return nil, fmt.Errorf("%w (after %d attempts, gave up retrying: %w)", lastErr, attempt, err)
 		}
 	}
 }
@@ -268,6 +277,9 @@ func (c *Client) attempt(ctx context.Context, r request, u string, n int) (*resp
 		// net/http's *url.Error carries the full URL (selectors, org_id,
 		// never the token) and the cause; callers match the cause with
 		// errors.Is.
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			return nil, 0, fmt.Errorf("flightctl %s: no answer within %s: %w", r.op, c.timeout, err)
+		}
 		return nil, 0, fmt.Errorf("flightctl %s: %w", r.op, err)
 	}
 	observe(r.op, code, elapsed.Seconds())
@@ -330,7 +342,7 @@ func (c *Client) scrub(err error) error {
 	if err == nil || len(c.token) < minRedactLen {
 		return err
 	}
-	return &redactingError{err: err, token: c.token}
+	return &redactingError{err: err, msg: redact(err.Error(), c.token)}
 }
 
 func (c *Client) scrubString(s string) string { return redact(s, c.token) }
@@ -351,20 +363,21 @@ func (l *LastSeen) typeMeta() (string, string)   { return "", "" }
 // loosely: missing values are accepted (simulators and older servers omit
 // them), wrong ones are not, because they mean the URL points at something
 // that is not the Flightctl API.
-func (c *Client) decode(op string, resp *response, out typed, wantKind string) error {
+func (c *Client) decode(r request, resp *response, out typed, wantKind string) error {
+	where := fmt.Sprintf("flightctl %s (%s %s)", r.op, r.method, c.base.Path+r.path)
 	if len(bytes.TrimSpace(resp.body)) == 0 {
-		return fmt.Errorf("flightctl %s: %w: empty body with status %d", op, errDecode, resp.code)
+		return fmt.Errorf("%s: %w: empty body with status %d", where, errDecode, resp.code)
 	}
 	if err := json.Unmarshal(resp.body, out); err != nil {
-		return fmt.Errorf("flightctl %s: %w (%s, status %d): %v; body starts: %s", op, errDecode,
+		return fmt.Errorf("%s: %w (%s, status %d): %v; body starts: %s", where, errDecode,
 			resp.header.Get("Content-Type"), resp.code, err, c.scrubString(truncate(string(resp.body), 200)))
 	}
 	av, kind := out.typeMeta()
 	if kind != "" && kind != wantKind {
-		return fmt.Errorf("flightctl %s: %w: kind %q, want %q", op, errDecode, kind, wantKind)
+		return fmt.Errorf("%s: %w: kind %q, want %q", where, errDecode, kind, wantKind)
 	}
 	if av != "" && !strings.HasPrefix(av, "flightctl.io/") {
-		return fmt.Errorf("flightctl %s: %w: apiVersion %q is not a Flightctl API version", op, errDecode, av)
+		return fmt.Errorf("%s: %w: apiVersion %q is not a Flightctl API version", where, errDecode, av)
 	}
 	return nil
 }

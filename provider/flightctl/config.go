@@ -103,6 +103,11 @@ func ConfigFromClientYAML(data []byte, baseDir string) (Config, error) {
 		if m := yamlLineRE.FindString(err.Error()); m != "" {
 			msg += " at " + m
 		}
+		// encoding/json type errors name the field and the JSON kind,
+		// never the value: safe and more useful.
+		if _, typeErr, ok := strings.Cut(err.Error(), "json: cannot unmarshal "); ok {
+			msg += ": cannot unmarshal " + typeErr
+		}
 		return Config{}, errors.New(msg)
 	}
 	cfg := Config{
@@ -134,6 +139,16 @@ func ConfigFromClientYAML(data []byte, baseDir string) (Config, error) {
 		cfg.CAData = append(append(cfg.CAData, '\n'), pem...)
 	}
 	return cfg, nil
+}
+
+// LoadClientYAML reads a client.yaml file, resolving a relative
+// certificate-authority path against the file's directory.
+func LoadClientYAML(path string) (Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("read client.yaml: %w", err)
+	}
+	return ConfigFromClientYAML(data, filepath.Dir(path))
 }
 
 // NewFromClientYAML builds a client from the contents of the Flightctl CLI's

@@ -206,6 +206,10 @@ func (c *Client) writeDevice(ctx context.Context, op, method string, d *Device, 
 	}
 	body := *d
 	body.Status = nil
+	if body.Spec == nil {
+		// The real client always sends a spec; {} means "no workload".
+		body.Spec = &DeviceSpec{}
+	}
 	setTypeMeta(&body.APIVersion, &body.Kind, KindDevice)
 	return c.sendDevice(ctx, op, method, p, &body)
 }
@@ -284,7 +288,7 @@ func (c *Client) GetLastSeen(ctx context.Context, name string) (*time.Time, erro
 	}
 	var ls LastSeen
 	if err == nil {
-		err = c.decode(op, resp, &ls, "")
+		err = c.decode(request{op: op, method: http.MethodGet, path: p}, resp, &ls, "")
 	}
 	if err == nil && ls.LastSeen.IsZero() {
 		err = fmt.Errorf("flightctl %s: %w: no lastSeen in body", op, errDecode)

@@ -1,6 +1,7 @@
 package flightctl
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -37,10 +38,11 @@ type APIError struct {
 	Message string
 	// Operation is the client call that failed, e.g. "replace_device".
 	Operation string
-	// Method and Path locate the request; Path has no query string because
-	// selectors may be long and are not needed to understand the failure.
+	// Method is the HTTP method of the failed request.
 	Method string
-	Path   string
+	// Path is the request path without the query string: selectors may be
+	// long and are not needed to understand the failure.
+	Path string
 	// RequestID is the server's X-Request-Id, for matching server logs.
 	RequestID string
 	// RetryAfter is the server's Retry-After hint on 429 and 503, if any.
@@ -171,7 +173,7 @@ func IsRetryable(err error) bool {
 	if e, ok := asAPIError(err); ok {
 		return retryableStatus(e.Code)
 	}
-	if errors.Is(err, errDecode) || errors.Is(err, errPermanent) {
+	if errors.Is(err, errDecode) || errors.Is(err, errPermanent) || errors.Is(err, context.Canceled) {
 		return false
 	}
 	return !isPermanentTransportError(err)
@@ -210,14 +212,17 @@ var errDecode = errors.New("cannot decode response")
 
 // redactingError keeps the bearer token out of an error string even when a
 // lower layer (or a misbehaving server echoing headers) put it there. The
-// wrapped error stays reachable for errors.Is and errors.As.
+// text is redacted once, when wrapping, so the error never holds the token
+// itself (%#v would print it). The wrapped error stays reachable for
+// errors.Is and errors.As.
 type redactingError struct {
-	err   error
-	token string
+	err error
+	msg string
 }
 
-func (e *redactingError) Error() string { return redact(e.err.Error(), e.token) }
-func (e *redactingError) Unwrap() error { return e.err }
+func (e *redactingError) Error() string    { return e.msg }
+func (e *redactingError) GoString() string { return fmt.Sprintf("flightctl error %q", e.msg) }
+func (e *redactingError) Unwrap() error    { return e.err }
 
 // redact removes token from s. Very short tokens are not redacted: replacing
 // every "a" in a message would garble it, and such a token is no secret.
@@ -236,5 +241,6 @@ func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	return s[:n] + fmt.Sprintf("... (%d bytes)", len(s))
+	// Cutting may split a multi-byte character; drop the broken tail.
+	return strings.ToValidUTF8(s[:n], "") + fmt.Sprintf("... (%d bytes)", len(s))
 }

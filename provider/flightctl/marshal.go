@@ -173,3 +173,52 @@ func decodeObject(data []byte, what string) (map[string]json.RawMessage, error) 
 func isJSONNull(data []byte) bool {
 	return bytes.Equal(bytes.TrimSpace(data), []byte("null"))
 }
+
+// MarshalJSON writes empty lists and maps where Go has nil ones, as the real
+// server does: its status schema requires applications, conditions and
+// systemInfo, so a status PUT with null there is refused, and a simulator
+// using these types answers like the real server.
+func (s DeviceStatus) MarshalJSON() ([]byte, error) {
+	type plain DeviceStatus // no methods: no recursion
+	p := plain(s)
+	if p.Applications == nil {
+		p.Applications = []ApplicationStatus{}
+	}
+	if p.Conditions == nil {
+		p.Conditions = []Condition{}
+	}
+	if p.SystemInfo == nil {
+		p.SystemInfo = map[string]string{}
+	}
+	return json.Marshal(p)
+}
+
+// MarshalJSON writes "items": [] for an empty page, as the real server does.
+func (l DeviceList) MarshalJSON() ([]byte, error) {
+	type plain DeviceList
+	p := plain(l)
+	if p.Items == nil {
+		p.Items = []Device{}
+	}
+	return json.Marshal(p)
+}
+
+// MarshalJSON writes "items": [] for an empty page, as the real server does.
+func (l FleetList) MarshalJSON() ([]byte, error) {
+	type plain FleetList
+	p := plain(l)
+	if p.Items == nil {
+		p.Items = []Fleet{}
+	}
+	return json.Marshal(p)
+}
+
+// MarshalJSON writes "items": [] for an empty page, as the real server does.
+func (l EventList) MarshalJSON() ([]byte, error) {
+	type plain EventList
+	p := plain(l)
+	if p.Items == nil {
+		p.Items = []Event{}
+	}
+	return json.Marshal(p)
+}

@@ -207,3 +207,35 @@ func TestSpecUnmarshalNullAndErrors(t *testing.T) {
 		t.Errorf("numeric app name accepted")
 	}
 }
+
+func TestNilCollectionsMarshalLikeTheServer(t *testing.T) {
+	cases := []struct {
+		name string
+		v    any
+		want string
+	}{
+		{"status", DeviceStatus{}, `"applications":[]`},
+		{"status conditions", &DeviceStatus{}, `"conditions":[]`},
+		{"status systemInfo", DeviceStatus{}, `"systemInfo":{}`},
+		{"device list", DeviceList{}, `"items":[]`},
+		{"device list pointer", &DeviceList{}, `"items":[]`},
+		{"last page metadata", DeviceList{}, `"metadata":{}`},
+		{"fleet list", FleetList{}, `"items":[]`},
+		{"event list", EventList{}, `"items":[]`},
+		{"device in list keeps its spec extras", DeviceList{Items: []Device{{Spec: &DeviceSpec{Extra: map[string]json.RawMessage{"os": json.RawMessage(`{"image":"i"}`)}}}}}, `"spec":{"os":{"image":"i"}}`},
+	}
+	for _, tc := range cases {
+		b, err := json.Marshal(tc.v)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if !bytes.Contains(b, []byte(tc.want)) {
+			t.Errorf("%s: %s lacks %s", tc.name, b, tc.want)
+		}
+	}
+	// Set values are kept.
+	b, _ := json.Marshal(DeviceStatus{Applications: []ApplicationStatus{{Name: "a", Ready: "1/1", Status: ApplicationStatusRunning}}})
+	if !bytes.Contains(b, []byte(`"applications":[{"name":"a","embedded":false,"ready":"1/1","restarts":0,"status":"Running"}]`)) {
+		t.Errorf("status %s", b)
+	}
+}

@@ -596,3 +596,26 @@ func wantErr(pred func(error) bool, msg string) func(*testing.T, result) {
 		}
 	}
 }
+
+// TestReplayPagination walks the recorded pages of a real server with
+// limit=1: the client must pass the opaque continue tokens back verbatim and
+// stop at the page with empty metadata.
+func TestReplayPagination(t *testing.T) {
+	rs, srv := newReplayServer(t, "08-list-devices-limit1.txt", "09-list-devices-limit1-continue.txt", "09b-list-devices-limit1-continue2.txt")
+	c := newTestClient(t, srv.URL)
+	all, err := c.ListAllDevices(context.Background(), ListOptions{Limit: 1})
+	rs.check(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, d := range all {
+		names = append(names, d.Metadata.Name)
+	}
+	if strings.Join(names, ",") != "device-1,device-2,device-3" {
+		t.Errorf("devices %v", names)
+	}
+	if got := c.Stats().Requests[OpListDevices]; got != 3 {
+		t.Errorf("%d requests", got)
+	}
+}

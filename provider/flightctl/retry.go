@@ -30,10 +30,12 @@ type RetryConfig struct {
 	// MaxAttempts counts the first try. Zero means DefaultMaxAttempts; 1
 	// disables retries.
 	MaxAttempts int
-	// InitialBackoff is the wait before the second attempt; it doubles up
-	// to MaxBackoff. Zero means the defaults.
+	// InitialBackoff is the wait before the second attempt; it doubles
+	// after each attempt. Zero means DefaultInitialBackoff.
 	InitialBackoff time.Duration
-	MaxBackoff     time.Duration
+	// MaxBackoff caps the wait between attempts, a server's Retry-After
+	// included. Zero means DefaultMaxBackoff.
+	MaxBackoff time.Duration
 	// Jitter adds up to this fraction of the wait at random so that many
 	// clients do not hammer a recovering server in lockstep. Negative
 	// disables jitter; zero means DefaultJitter.

@@ -2,7 +2,14 @@
 // v1beta1 user API that vk-flightctl needs: devices, fleets, events and the
 // Status error body. The Flightctl Go module is not published on the module
 // proxy, so the wire types are kept here and checked against transcripts of a
-// real Flightctl v1.2.0 server.
+// real Flightctl v1.2.0 server (testdata/transcripts).
+//
+// The client polls (Flightctl has no watch), retries only what is safe to
+// repeat, classifies errors with IsNotFound, IsConflict, IsStale,
+// IsOwnedByFleet, IsUnauthorized, IsInvalid and IsRetryable, and keeps the
+// bearer token out of every error and log line. DeviceSpec and
+// ApplicationSpec keep unmodelled fields in Extra so a read-modify-write
+// never drops what another tool put in a device spec.
 package flightctl
 
 import (
@@ -96,19 +103,29 @@ const (
 
 // ObjectMeta is the metadata block shared by Flightctl resources.
 type ObjectMeta struct {
-	Name              string            `json:"name,omitempty"`
-	Labels            map[string]string `json:"labels,omitempty"`
-	Annotations       map[string]string `json:"annotations,omitempty"`
-	Owner             *string           `json:"owner,omitempty"`
-	ResourceVersion   string            `json:"resourceVersion,omitempty"`
-	Generation        *int64            `json:"generation,omitempty"`
-	CreationTimestamp *time.Time        `json:"creationTimestamp,omitempty"`
+	// Name identifies the object within its kind.
+	Name string `json:"name,omitempty"`
+	// Labels are user labels; values are at most 63 characters.
+	Labels map[string]string `json:"labels,omitempty"`
+	// Annotations are server-owned; writes cannot set or change them.
+	Annotations map[string]string `json:"annotations,omitempty"`
+	// Owner is "Fleet/<name>" when a fleet manages the device's spec.
+	Owner *string `json:"owner,omitempty"`
+	// ResourceVersion is an integer in a string, bumped on every write.
+	// Sending it makes a PUT conditional.
+	ResourceVersion string `json:"resourceVersion,omitempty"`
+	// Generation is bumped only when the spec changes.
+	Generation *int64 `json:"generation,omitempty"`
+	// CreationTimestamp is set by the server.
+	CreationTimestamp *time.Time `json:"creationTimestamp,omitempty"`
 }
 
 // ListMeta is the metadata block of a list response. The last page carries
 // an empty object.
 type ListMeta struct {
-	Continue           string `json:"continue,omitempty"`
+	// Continue is the opaque token for the next page; empty on the last.
+	Continue string `json:"continue,omitempty"`
+	// RemainingItemCount counts the items after this page.
 	RemainingItemCount *int64 `json:"remainingItemCount,omitempty"`
 }
 

@@ -363,7 +363,7 @@ var _ = Describe("Virtual node", func() {
 			p.Spec.NodeSelector = map[string]string{vkv1.LabelDeviceID: "device-3"}
 		}))).To(Succeed())
 		Eventually(f.phase(ctx, "on-owned"), 20*time.Second).Should(Equal(corev1.PodFailed))
-		Eventually(f.events(ctx, "on-owned"), 10*time.Second).Should(ContainElement(ContainSubstring("owned by Flightctl fleet owned-fleet")))
+		Eventually(f.events(ctx, "on-owned"), 10*time.Second).Should(ContainElement(And(ContainSubstring("device-3 (fleet owned-fleet)"), ContainSubstring("no fleet owns"))))
 		Expect(f.apps("device-3")).To(BeEmpty())
 		var b vkv1.FleetBinding
 		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(f.binding), &b)).To(Succeed())

@@ -15,6 +15,7 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -58,7 +59,14 @@ func startManager() *runningManager {
 	opts.ClientOptions = func(c *flightctl.Config) {
 		c.Timeout = 5 * time.Second
 	}
-	m, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: scheme, Metrics: metricsserver.Options{BindAddress: "0"}})
+	skip := true
+	m, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:  scheme,
+		Metrics: metricsserver.Options{BindAddress: "0"},
+		// Specs restart the manager in one process; controller names are
+		// unique per manager, not per process.
+		Controller: config.Controller{SkipNameValidation: &skip},
+	})
 	Expect(err).NotTo(HaveOccurred())
 	Expect(manager.Setup(m, opts, logger)).To(Succeed())
 	ctx, cancel := context.WithCancel(context.Background())

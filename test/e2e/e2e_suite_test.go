@@ -54,6 +54,7 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 	Expect(err).NotTo(HaveOccurred())
 	tmp, err = os.MkdirTemp("", "vk-flightctl-e2e-")
 	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(teardown)
 
 	stack, err = quickstart.NewStack(quickstart.StackConfig{
 		Root:               root,
@@ -76,7 +77,6 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 	// kills it), the reaper stops the control plane and removes tmp; the
 	// manager and the simulator die with this process.
 	Expect(stack.StartReaper(keepOr(tmp))).To(Succeed())
-	DeferCleanup(teardown)
 
 	if err := stack.Up(ctx); err != nil {
 		dumpLogs()
@@ -88,7 +88,7 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 // teardown stops everything; it runs after the specs, also when
 // BeforeSuite or a spec failed or the run was interrupted.
 func teardown(ctx SpecContext) {
-	if stack != nil {
+	if stack != nil && stack.Started() {
 		Expect(stack.Down(ctx)).To(Succeed())
 	}
 	if os.Getenv("E2E_KEEP") != "" {

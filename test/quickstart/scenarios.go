@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -224,6 +225,13 @@ func Scenario2Fleet(ctx context.Context, e *Env) error {
 		fmt.Sprintf("node label flightctl.io/fleet is %q, want %q", n.Labels["flightctl.io/fleet"], e.Fleet))
 
 	r.step("Step 2: create a Deployment that targets the fleet")
+	// Pods already running must not notice new pods joining their device.
+	neighbour, _ := r.pod(nsCodeco, podNginx)
+	var stopSampling func() []string
+	if neighbour != nil && podReady(neighbour) {
+		stopSampling = r.sampleReady(nsCodeco, podNginx)
+		defer stopSampling() // idempotent; ends the sampling on early returns
+	}
 	if err := r.apply(fmt.Sprintf(helloManifest(), e.Fleet)); err != nil {
 		return r.abort("creating the Deployment: %v", err)
 	}
@@ -238,12 +246,21 @@ func Scenario2Fleet(ctx context.Context, e *Env) error {
 		return r.abort("%v", err)
 	}
 	r.ok("3 replicas Running and Ready %s after the Deployment was created", round(time.Since(start)))
+	if stopSampling != nil {
+		// The last replica's device may still be applying its spec.
+		time.Sleep(2 * time.Second)
+		blips := stopSampling()
+		r.check(len(blips) == 0, "codeco/nginx-edge (scenario 1) stayed Running and Ready while the replicas were deployed beside it",
+			fmt.Sprintf("codeco/nginx-edge (scenario 1, untouched) lost readiness while replicas were deployed to the fleet: %s", strings.Join(blips, "; ")))
+	}
 	r.note("Seed correction: NODE is the virtual node for every replica; the device each replica runs on is\n" +
 		"the " + DeviceLabel + " label (the seed's NODE column vk-flightctl-edge-fleet-1/device-1 cannot exist).")
 	_, _ = r.kubectl("get", "pods", "-n", nsDefault, "-l", "app="+deployHello, "-o", "wide", "-L", DeviceLabel)
 	byDevice := map[string][]corev1.Pod{}
 	for _, p := range pods {
-		byDevice[p.Annotations[DeviceLabel]] = append(byDevice[p.Annotations[DeviceLabel]], p)
+		if dev, ok := r.deviceOf(&p); ok {
+			byDevice[dev] = append(byDevice[dev], p)
+		}
 	}
 	devices, err := r.fleetDevices()
 	if err != nil {
@@ -299,6 +316,45 @@ func (r *run) waitReady(ns, selector string, n int, timeout time.Duration) ([]co
 		return len(pods) == n && ready == n, fmt.Sprintf("%d pods, %d ready; %s", len(pods), ready, strings.Join(states, "; ")), nil
 	})
 	return pods, err
+}
+
+// sampleReady polls a pod's readiness in the background until the
+// returned function is called, which returns every observation of it not
+// Running and Ready (deduplicated, with the time since sampling began).
+func (r *run) sampleReady(ns, name string) (stop func() []string) {
+	done := make(chan struct{})
+	result := make(chan []string, 1)
+	start := time.Now()
+	go func() {
+		var blips []string
+		last := ""
+		for {
+			select {
+			case <-done:
+				result <- blips
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			p, err := r.pod(ns, name)
+			if err != nil || p == nil {
+				continue
+			}
+			state := podState(p)
+			if !(p.Status.Phase == corev1.PodRunning && podReady(p)) && state != last {
+				blips = append(blips, fmt.Sprintf("+%s %s", round(time.Since(start)), state))
+			}
+			last = state
+		}
+	}()
+	var once sync.Once
+	var blips []string
+	return func() []string {
+		once.Do(func() {
+			close(done)
+			blips = <-result
+		})
+		return blips
+	}
 }
 
 // checkAllocated shows the node's "Allocated resources" and checks they
@@ -511,7 +567,11 @@ func Scenario4Update(ctx context.Context, e *Env) error {
 	if err != nil || p == nil {
 		return r.abort("reading the pod: %v", err)
 	}
-	uid, dev := string(p.UID), p.Annotations[DeviceLabel]
+	uid := string(p.UID)
+	dev, ok := r.deviceOf(p)
+	if !ok {
+		return r.err()
+	}
 	app := appName(nsDefault, podUpdate, uid)
 	r.ok("Ready on device %s as application %s", dev, app)
 
@@ -596,7 +656,11 @@ func Scenario4Update(ctx context.Context, e *Env) error {
 		return r.abort("%v", err)
 	}
 	old := olds[0]
-	oldApp, oldDev := appName(old.Namespace, old.Name, string(old.UID)), old.Annotations[DeviceLabel]
+	oldApp := appName(old.Namespace, old.Name, string(old.UID))
+	oldDev, ok := r.deviceOf(&old)
+	if !ok {
+		return r.err()
+	}
 	start = time.Now()
 	if _, err := r.kubectl("set", "env", "deployment/"+deployEnv, "-n", nsDefault, "VERSION=2.0"); err != nil {
 		return r.abort("kubectl set env: %v", err)
@@ -626,7 +690,11 @@ func Scenario4Update(ctx context.Context, e *Env) error {
 	r.ok("rollout to VERSION=2.0 done in %s", round(time.Since(start)))
 	_, _ = r.kubectl("get", "pods", "-n", nsDefault, "-l", "app="+deployEnv, "-o", "wide", "-L", DeviceLabel)
 	r.printf("$ kubectl get pod %s -o jsonpath='{.spec.containers[0].env}'\n    %v\n", cur.Name, cur.Spec.Containers[0].Env)
-	newApp, newDev := appName(cur.Namespace, cur.Name, string(cur.UID)), cur.Annotations[DeviceLabel]
+	newApp := appName(cur.Namespace, cur.Name, string(cur.UID))
+	newDev, ok := r.deviceOf(&cur)
+	if !ok {
+		return r.err()
+	}
 	if d, err = r.curlDevice(newDev); err != nil {
 		return r.abort("reading device %s: %v", newDev, err)
 	}
@@ -892,7 +960,7 @@ func (r *run) checkMoved(before []corev1.Pod, lost string) {
 		}
 		var stillThere []string
 		for _, p := range pods {
-			if p.Annotations[DeviceLabel] == lost {
+			if dev, ok := r.deviceOf(&p); ok && dev == lost {
 				stillThere = append(stillThere, p.Name)
 			}
 		}
@@ -930,7 +998,11 @@ func Scenario6Delete(ctx context.Context, e *Env) error {
 		return r.abort("%v", err)
 	}
 	_, _ = r.kubectl("get", "pods", "-A", "-o", "wide", "-L", DeviceLabel)
-	uid, dev := string(p.UID), p.Annotations[DeviceLabel]
+	uid := string(p.UID)
+	dev, ok := r.deviceOf(p)
+	if !ok {
+		return r.err()
+	}
 	app := appName(nsCodeco, podNginx, uid)
 	d, err := r.getDevice(dev)
 	if err != nil {
@@ -999,6 +1071,23 @@ func Scenario6Delete(ctx context.Context, e *Env) error {
 }
 
 // ---------------------------------------------------------------- small helpers
+
+// deviceOf is the device a placed pod runs on: its flightctl.io/device
+// annotation, which docs/CONVENTIONS.md makes the source of truth (a
+// restarted manager reads it). A placed pod without it, or whose label
+// disagrees, is a failure.
+func (r *run) deviceOf(p *corev1.Pod) (string, bool) {
+	dev := p.Annotations[DeviceLabel]
+	if dev == "" {
+		r.fail("pod %s/%s is %s but has no %s annotation: its placement record is missing (annotations %v, labels %v)",
+			p.Namespace, p.Name, p.Status.Phase, DeviceLabel, p.Annotations, p.Labels)
+		return "", false
+	}
+	if p.Labels[DeviceLabel] != dev {
+		r.fail("pod %s/%s: label %s=%q disagrees with the annotation %q", p.Namespace, p.Name, DeviceLabel, p.Labels[DeviceLabel], dev)
+	}
+	return dev, true
+}
 
 func hasImage(a application, ref string) bool {
 	for _, img := range imagesIn(a.text()) {

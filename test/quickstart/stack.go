@@ -88,8 +88,9 @@ type Stack struct {
 	// ManagerHealthURL is the manager's /readyz.
 	ManagerHealthURL string
 
-	procs  map[string]*proc
-	reaper int
+	procs   map[string]*proc
+	reaper  int
+	started bool
 }
 
 // proc is a process the stack started and reaps.
@@ -198,6 +199,7 @@ func (s *Stack) Up(ctx context.Context) error {
 	if err := os.MkdirAll(s.cfg.StateDir, 0o755); err != nil {
 		return err
 	}
+	s.started = true
 	for _, step := range []struct {
 		title string
 		fn    func(context.Context) error
@@ -494,6 +496,10 @@ func (s *Stack) waitNode(ctx context.Context) error {
 }
 
 // ---------------------------------------------------------------- teardown
+
+// Started reports whether Up got as far as starting anything, so a caller
+// knows whether Down has work to do.
+func (s *Stack) Started() bool { return s.started }
 
 // Down stops the manager, the simulator and the control plane. It keeps
 // going past errors and returns them all.

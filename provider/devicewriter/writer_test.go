@@ -1,0 +1,191 @@
+package devicewriter_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/go-logr/logr"
+
+	"github.com/vk-flightctl/vk-flightctl/provider/devicewriter"
+	"github.com/vk-flightctl/vk-flightctl/provider/flightctl"
+	"github.com/vk-flightctl/vk-flightctl/test/flightctlsim"
+)
+
+func owned(name string) bool { return strings.HasPrefix(name, "vk-") }
+
+func quadlet(name, image string) *flightctl.ApplicationSpec {
+	return &flightctl.ApplicationSpec{Name: name, AppType: flightctl.AppTypeQuadlet, Inline: []flightctl.InlineFile{
+		{Path: name + ".container", Content: "[Container]\nImage=" + image + "\n"}}}
+}
+
+// setup starts a simulator with device-1 carrying a user's own application
+// and an os spec, and returns a writer and a client on it.
+func setup(t *testing.T, faults flightctlsim.Faults) (*flightctlsim.Sim, *flightctl.Client, *devicewriter.Writer) {
+	t.Helper()
+	cfg := flightctlsim.DefaultConfig()
+	cfg.Devices[0].Spec = json.RawMessage(`{"os":{"image":"quay.io/example/os:1"},"applications":[{"name":"user-app","appType":"quadlet","inline":[{"path":"user.container","content":"[Container]\nImage=quay.io/example/user:1\n"}]}]}`)
+	sim := flightctlsim.New(flightctlsim.Options{Config: cfg, Faults: faults, FaultSeed: 7})
+	if err := sim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sim.Close() })
+	c, err := flightctl.New(flightctl.Config{Server: sim.URL(), Token: sim.Token()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sim, c, devicewriter.New(c, owned, logr.Discard())
+}
+
+func appNames(t *testing.T, c *flightctl.Client, device string) []string {
+	t.Helper()
+	d, err := c.GetDevice(context.Background(), device)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, a := range d.Spec.Applications {
+		out = append(out, a.Name)
+	}
+	return out
+}
+
+func TestApplyKeepsWhatItDoesNotOwn(t *testing.T) {
+	ctx := context.Background()
+	_, c, w := setup(t, flightctlsim.Faults{})
+	res, err := w.Apply(ctx, "device-1", devicewriter.Change{Name: "vk-a", App: quadlet("vk-a", "docker.io/library/nginx:alpine")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Changed || res.LiveAt < 1 {
+		t.Errorf("result = %+v, want a change live at a rendered version >= 1", res)
+	}
+	d, err := c.GetDevice(ctx, "device-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(appNames(t, c, "device-1")); got != "[user-app vk-a]" {
+		t.Errorf("applications = %s, want the user's app kept and vk-a added", got)
+	}
+	if _, ok := d.Spec.Extra["os"]; !ok {
+		t.Errorf("spec.os was dropped by the read-modify-write: %v", d.Spec.Extra)
+	}
+
+	// Writing the same content again changes nothing on the server.
+	res, err = w.Apply(ctx, "device-1", devicewriter.Change{Name: "vk-a", App: quadlet("vk-a", "docker.io/library/nginx:alpine")})
+	if err != nil || res.Changed {
+		t.Errorf("idempotent apply = %+v, %v; want no change", res, err)
+	}
+
+	// Removing it leaves the user's app.
+	if _, err := w.Apply(ctx, "device-1", devicewriter.Change{Name: "vk-a"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(appNames(t, c, "device-1")); got != "[user-app]" {
+		t.Errorf("after removal applications = %s", got)
+	}
+}
+
+func TestApplyRefusesApplicationsItDoesNotOwn(t *testing.T) {
+	_, c, w := setup(t, flightctlsim.Faults{})
+	_, err := w.Apply(context.Background(), "device-1", devicewriter.Change{Name: "user-app"})
+	if err == nil || !strings.Contains(err.Error(), "only manages applications it owns") {
+		t.Fatalf("err = %v, want a refusal", err)
+	}
+	if got := fmt.Sprint(appNames(t, c, "device-1")); got != "[user-app]" {
+		t.Errorf("applications = %s, want user-app untouched", got)
+	}
+}
+
+func TestConcurrentChangesAreBatched(t *testing.T) {
+	ctx := context.Background()
+	sim, c, w := setup(t, flightctlsim.Faults{})
+	sim.ResetStats()
+	const n = 30
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			name := fmt.Sprintf("vk-p%02d", i)
+			_, err := w.Apply(ctx, "device-1", devicewriter.Change{Name: name, App: quadlet(name, "docker.io/library/nginx:alpine")})
+			errs <- err
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := len(appNames(t, c, "device-1")); got != n+1 {
+		t.Fatalf("device has %d applications, want %d", got, n+1)
+	}
+	writes := sim.Stats().Requests["replaceDevice"]
+	t.Logf("%d changes took %d writes", n, writes)
+	if writes >= n {
+		t.Errorf("%d changes took %d writes: concurrent changes to one device must be batched", n, writes)
+	}
+}
+
+func TestConflictsAreRetriedWithoutLoss(t *testing.T) {
+	ctx := context.Background()
+	sim, c, w := setup(t, flightctlsim.Faults{ConflictCount: 3})
+	if _, err := w.Apply(ctx, "device-1", devicewriter.Change{Name: "vk-a", App: quadlet("vk-a", "docker.io/library/nginx:alpine")}); err != nil {
+		t.Fatal(err)
+	}
+	if got := sim.Stats().InjectedConflicts; got != 3 {
+		t.Errorf("injected conflicts = %d, want 3", got)
+	}
+	if w.Stats().Conflicts != 3 {
+		t.Errorf("writer saw %d conflicts, want 3", w.Stats().Conflicts)
+	}
+	if got := fmt.Sprint(appNames(t, c, "device-1")); got != "[user-app vk-a]" {
+		t.Errorf("applications = %s", got)
+	}
+}
+
+func TestOwnedDeviceIsReported(t *testing.T) {
+	cfg := flightctlsim.DefaultConfig()
+	cfg.Fleets = append(cfg.Fleets, flightctlsim.FleetConfig{Name: "f1", Selector: map[string]string{"owned": "yes"}})
+	cfg.Devices = append(cfg.Devices, flightctlsim.DeviceConfig{Name: "device-3", CPU: 4, Memory: "8Gi", OwnedBy: "f1"})
+	sim := flightctlsim.New(flightctlsim.Options{Config: cfg})
+	if err := sim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	c, err := flightctl.New(flightctl.Config{Server: sim.URL(), Token: sim.Token()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := devicewriter.New(c, owned, logr.Discard())
+	_, err = w.Apply(context.Background(), "device-3", devicewriter.Change{Name: "vk-a", App: quadlet("vk-a", "docker.io/library/nginx:alpine")})
+	if err == nil || !flightctl.IsOwnedByFleet(err) || !strings.Contains(err.Error(), "no fleet owns") {
+		t.Fatalf("err = %v, want an owned-by-fleet error that says what to do", err)
+	}
+}
+
+func TestInlineConfigEntriesAreManagedByName(t *testing.T) {
+	ctx := context.Background()
+	_, c, w := setup(t, flightctlsim.Faults{})
+	cfg := json.RawMessage(`{"name":"vk-a","inline":[{"path":"/var/lib/vk-flightctl/vk-a/volumes/cfg/app.conf","content":"x=1"}]}`)
+	if _, err := w.Apply(ctx, "device-1", devicewriter.Change{Name: "vk-a", App: quadlet("vk-a", "docker.io/library/nginx:alpine"), Config: cfg}); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := c.GetDevice(ctx, "device-1")
+	if !strings.Contains(string(d.Spec.Extra["config"]), "app.conf") {
+		t.Fatalf("spec.config = %s, want the inline entry", d.Spec.Extra["config"])
+	}
+	if _, err := w.Apply(ctx, "device-1", devicewriter.Change{Name: "vk-a"}); err != nil {
+		t.Fatal(err)
+	}
+	d, _ = c.GetDevice(ctx, "device-1")
+	if _, ok := d.Spec.Extra["config"]; ok {
+		t.Fatalf("spec.config = %s, want it removed with the application", d.Spec.Extra["config"])
+	}
+}
