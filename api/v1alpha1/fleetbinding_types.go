@@ -65,12 +65,6 @@ type FleetBindingSpec struct {
 	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('10m')",message="statusPollInterval must be at most 10m"
 	StatusPollInterval *metav1.Duration `json:"statusPollInterval,omitempty"`
 
-	// LastSeenThreshold, when set, treats a device as disconnected once its
-	// lastSeen is older than this, sooner than Flightctl's own 5 minutes.
-	// +optional
-	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('10s')",message="lastSeenThreshold must be at least 10s"
-	LastSeenThreshold *metav1.Duration `json:"lastSeenThreshold,omitempty"`
-
 	// DeviceReserve is subtracted from every device's capacity to give its
 	// allocatable resources (room for the OS and the agent).
 	// +optional

@@ -131,11 +131,6 @@ func (in *FleetBindingSpec) DeepCopyInto(out *FleetBindingSpec) {
 		*out = new(v1.Duration)
 		**out = **in
 	}
-	if in.LastSeenThreshold != nil {
-		in, out := &in.LastSeenThreshold, &out.LastSeenThreshold
-		*out = new(v1.Duration)
-		**out = **in
-	}
 	if in.DeviceReserve != nil {
 		in, out := &in.DeviceReserve, &out.DeviceReserve
 		*out = make(corev1.ResourceList, len(*in))

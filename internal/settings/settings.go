@@ -23,7 +23,6 @@ const ConfigMapName = "vk-flightctl-config"
 const (
 	KeyReconnectTimeout   = "reconnectTimeout"
 	KeyStatusPollInterval = "statusPollInterval"
-	KeyLastSeenThreshold  = "lastSeenThreshold"
 )
 
 // Built-in defaults, used when neither the binding nor the ConfigMap says.
@@ -42,15 +41,12 @@ const (
 type Defaults struct {
 	ReconnectTimeout   time.Duration
 	StatusPollInterval time.Duration
-	LastSeenThreshold  time.Duration
 }
 
 // Effective are the values a binding runs with.
 type Effective struct {
 	ReconnectTimeout   time.Duration
 	StatusPollInterval time.Duration
-	// LastSeenThreshold is zero when lastSeen-based detection is off.
-	LastSeenThreshold time.Duration
 }
 
 // Builtin returns the defaults used without a ConfigMap.
@@ -98,7 +94,6 @@ func Parse(data map[string]string) (Defaults, error) {
 	}
 	set(KeyReconnectTimeout, MinReconnectTimeout, &d.ReconnectTimeout)
 	set(KeyStatusPollInterval, MinStatusPollInterval, &d.StatusPollInterval)
-	set(KeyLastSeenThreshold, MinReconnectTimeout, &d.LastSeenThreshold)
 	return d, firstErr
 }
 
@@ -107,16 +102,12 @@ func For(b *vkv1.FleetBinding, d Defaults) Effective {
 	e := Effective{
 		ReconnectTimeout:   d.ReconnectTimeout,
 		StatusPollInterval: d.StatusPollInterval,
-		LastSeenThreshold:  d.LastSeenThreshold,
 	}
 	if b.Spec.ReconnectTimeout != nil {
 		e.ReconnectTimeout = b.Spec.ReconnectTimeout.Duration
 	}
 	if b.Spec.StatusPollInterval != nil {
 		e.StatusPollInterval = b.Spec.StatusPollInterval.Duration
-	}
-	if b.Spec.LastSeenThreshold != nil {
-		e.LastSeenThreshold = b.Spec.LastSeenThreshold.Duration
 	}
 	return e
 }

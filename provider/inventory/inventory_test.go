@@ -26,7 +26,7 @@ func TestBuild(t *testing.T) {
 	devs := []flightctl.Device{
 		device("device-2", "Online", four, ""),
 		device("device-1", "Online", four, ""),
-		device("device-3", "Unknown", nil, ""),          // disconnected, no systemInfo: default capacity
+		device("device-3", "Unknown", nil, ""),         // disconnected, no systemInfo: default capacity
 		device("device-4", "Online", four, "Fleet/f1"), // owned by a fleet: unusable
 	}
 	f := Build(devs, opts, time.Now())

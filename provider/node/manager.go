@@ -218,9 +218,15 @@ func (m *Manager) Shutdown() {
 		hs[k] = h
 	}
 	m.mu.Unlock()
+	var wg sync.WaitGroup
 	for k, h := range hs {
-		m.stop(k, h)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m.stop(k, h)
+		}()
 	}
+	wg.Wait()
 }
 
 func (m *Manager) stop(_ types.NamespacedName, h *runtimeHandle) {
@@ -270,8 +276,7 @@ func (m *Manager) newRuntime(req controllers.NodeRequest) (*Runtime, error) {
 // fingerprint changes when anything that needs a node restart changes.
 func fingerprint(req controllers.NodeRequest) string {
 	b := req.Binding
-	return fmt.Sprintf("%d/%s/%s/%s", b.Generation, req.Connection.Fingerprint, req.Settings.ReconnectTimeout, req.Settings.StatusPollInterval) +
-		fmt.Sprintf("/%s", req.Settings.LastSeenThreshold)
+	return fmt.Sprintf("%d/%s/%s/%s", b.Generation, req.Connection.Fingerprint, req.Settings.ReconnectTimeout, req.Settings.StatusPollInterval)
 }
 
 // flightctlClient is what a runtime needs from Flightctl.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"testing"
 	"time"
 
@@ -15,8 +16,8 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
@@ -80,7 +81,14 @@ func startManager() *runningManager {
 
 func (m *runningManager) stop() {
 	m.cancel()
-	Eventually(m.done, 60*time.Second).Should(Receive(BeNil()))
+	select {
+	case err := <-m.done:
+		Expect(err).NotTo(HaveOccurred())
+	case <-time.After(60 * time.Second):
+		// Show where it is stuck before failing.
+		_ = pprof.Lookup("goroutine").WriteTo(GinkgoWriter, 1)
+		Fail("the manager did not stop within 60s")
+	}
 }
 
 var _ = BeforeSuite(func() {

@@ -1,0 +1,114 @@
+package node_test
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"runtime/debug"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	vkv1 "github.com/vk-flightctl/vk-flightctl/api/v1alpha1"
+
+	"github.com/vk-flightctl/vk-flightctl/test/flightctlsim"
+)
+
+// The status loop's Flightctl cost must grow with devices/1000, never with
+// pods, and steady state must not read devices one by one.
+var _ = Describe("Status loop cost", func() {
+	ctx := context.Background()
+
+	DescribeTable("one device list call per poll, no per-pod or per-device reads in steady state",
+		func(devices int) {
+			cfg := &flightctlsim.Config{Generate: []flightctlsim.GenerateConfig{{
+				Prefix: "dev-", Count: devices, Labels: map[string]string{"fleet": "edge-fleet-1"},
+				CPU: 4, Memory: "8Gi", IPStart: "192.0.2.1"}}}
+			f := newFixture(ctx, flightctlsim.Options{Config: cfg}, nil)
+			for i := 0; i < 10; i++ {
+				Expect(k8sClient.Create(ctx, f.pod(fmt.Sprintf("p-%d", i), "10m", "16Mi"))).To(Succeed())
+			}
+			for i := 0; i < 10; i++ {
+				Eventually(f.ready(ctx, fmt.Sprintf("p-%d", i)), 60*time.Second).Should(BeTrue())
+			}
+			// Let writes settle, then measure a steady window.
+			time.Sleep(2 * time.Second)
+			f.sim.ResetStats()
+			const window = 6 * time.Second
+			time.Sleep(window)
+			st := f.sim.Stats()
+			polls := float64(window) / float64(time.Second) // statusPollInterval is 1s
+			lists := float64(st.Requests["listDevices"])
+			GinkgoWriter.Printf("devices=%d pods=10: %v list calls in %s (%.2f per poll), getDevice=%d, replaceDevice=%d, bytes out=%d\n",
+				devices, lists, window, lists/polls, st.Requests["getDevice"], st.Requests["replaceDevice"], st.BytesOut)
+			AddReportEntry(fmt.Sprintf("list calls per poll with %d devices", devices), lists/polls)
+			// The binding's reconciler also lists once per resync; allow
+			// one poll's worth of slack for that and for timer jitter.
+			Expect(lists).To(BeNumerically("<=", polls+2))
+			Expect(st.Requests["getDevice"]).To(BeZero(), "steady state must not read devices one by one")
+			Expect(st.Requests["replaceDevice"]).To(BeZero(), "steady state must not write")
+		},
+		Entry("2 devices", 2),
+		Entry("200 devices", 200),
+	)
+})
+
+// heapInUse is the live heap after a full collection.
+func heapInUse() uint64 {
+	runtime.GC()
+	debug.FreeOSMemory()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapInuse
+}
+
+var _ = Describe("Cost of many bindings", func() {
+	ctx := context.Background()
+
+	It("adds little memory per binding: each node watches only its own pods", func() {
+		cfg := &flightctlsim.Config{}
+		for i := 0; i < 20; i++ {
+			cfg.Generate = append(cfg.Generate, flightctlsim.GenerateConfig{
+				Prefix: fmt.Sprintf("g%02d-", i), Count: 2, Labels: map[string]string{"fleet": fmt.Sprintf("group-%02d", i)}, CPU: 4, Memory: "8Gi"})
+		}
+		f := newFixture(ctx, flightctlsim.Options{Config: cfg}, func(b *vkv1.FleetBinding) { b.Spec.DeviceSelector = "fleet=group-00" })
+		time.Sleep(3 * time.Second)
+		one := heapInUse()
+		var extra []*vkv1.FleetBinding
+		for i := 1; i < 20; i++ {
+			b := f.binding.DeepCopy()
+			b.ObjectMeta = metav1.ObjectMeta{Namespace: f.ns, Name: fmt.Sprintf("edge-%02d", i)}
+			b.Spec.Fleet = fmt.Sprintf("%s-%02d", f.ns, i)
+			b.Spec.DeviceSelector = fmt.Sprintf("fleet=group-%02d", i)
+			Expect(k8sClient.Create(ctx, b)).To(Succeed())
+			extra = append(extra, b)
+		}
+		// Delete them while the simulator is still up, so their cleanup
+		// (application removal) can finish.
+		DeferCleanup(func() {
+			for _, b := range extra {
+				_ = k8sClient.Delete(context.Background(), b)
+			}
+			Eventually(func() int {
+				var list vkv1.FleetBindingList
+				_ = k8sClient.List(context.Background(), &list, client.InNamespace(f.ns))
+				return len(list.Items)
+			}, 120*time.Second).Should(BeNumerically("<=", 1))
+		})
+		for i := 1; i < 20; i++ {
+			name := fmt.Sprintf("vk-flightctl-%s-%02d", f.ns, i)
+			Eventually(func() bool { return nodeReady(ctx, name) }, 60*time.Second).Should(BeTrue(), "node %s", name)
+		}
+		time.Sleep(3 * time.Second)
+		twenty := heapInUse()
+		perBinding := (float64(twenty) - float64(one)) / 19 / (1 << 20)
+		GinkgoWriter.Printf("heap in use: 1 binding %.1f MiB, 20 bindings %.1f MiB, %.2f MiB per extra binding\n",
+			float64(one)/(1<<20), float64(twenty)/(1<<20), perBinding)
+		AddReportEntry("heap MiB per extra binding", perBinding)
+		Expect(perBinding).To(BeNumerically("<", 4), "a binding should cost well under 4 MiB of heap")
+	})
+})
