@@ -74,6 +74,18 @@ cluster-down: ## Stop the local control plane and delete .local/cluster.
 cluster-status: ## Show the local control plane's health.
 	hack/local-cluster.sh status
 
+.PHONY: demo
+demo: k8s-binaries-all ## Run the product end to end: local control plane, Flightctl simulator, manager, the six quickstart scenarios (left running).
+	hack/demo.sh
+
+.PHONY: demo-down
+demo-down: ## Stop everything make demo started.
+	hack/demo-down.sh
+
+.PHONY: test-e2e
+test-e2e: k8s-binaries-all ## Run the end-to-end suite (real local control plane, manager and simulator as processes).
+	$(GO) test -count=1 -timeout 30m ./test/e2e/... -ginkgo.no-color -ginkgo.v
+
 ##@ Build
 
 .PHONY: build

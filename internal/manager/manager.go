@@ -13,6 +13,7 @@ import (
 	"github.com/go-logr/logr"
 	"k8s.io/client-go/kubernetes"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/vk-flightctl/vk-flightctl/controllers"
 	"github.com/vk-flightctl/vk-flightctl/internal/connection"
@@ -66,6 +67,9 @@ func Setup(mgr ctrl.Manager, o Options, logger logr.Logger) error {
 		if o.ClientOptions != nil {
 			o.ClientOptions(c)
 		}
+	}
+	if err := flightctl.RegisterMetrics(metrics.Registry); err != nil {
+		return fmt.Errorf("registering Flightctl client metrics: %w", err)
 	}
 	builder := &connection.Builder{Reader: mgr.GetAPIReader(), Options: connection.Options{ClientOptions: clientOpts}}
 	r := &controllers.FleetBindingReconciler{
