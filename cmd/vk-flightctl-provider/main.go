@@ -67,7 +67,9 @@ func run() error {
 		LeaderElection:          opts.LeaderElection,
 		LeaderElectionID:        opts.LeaderElectionID,
 		LeaderElectionNamespace: opts.Namespace,
-		GracefulShutdownTimeout: &opts.GracefulShutdown,
+		// A stopping leader hands over at once instead of after the lease.
+		LeaderElectionReleaseOnCancel: true,
+		GracefulShutdownTimeout:       &opts.GracefulShutdown,
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
 			// The only ConfigMap the manager watches is its settings.
 			&corev1.ConfigMap{}: {

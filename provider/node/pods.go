@@ -365,6 +365,7 @@ func (rt *Runtime) notify(st *podState) {
 	rt.mu.Lock()
 	cb, lister := rt.notifyPod, rt.podLister
 	base := st.pod
+	device := st.device
 	status := *st.status.DeepCopy()
 	rt.mu.Unlock()
 	if cb == nil {
@@ -377,6 +378,21 @@ func (rt *Runtime) notify(st *podState) {
 	}
 	p := base.DeepCopy()
 	p.Status = status
+	// virtual-kubelet writes status with UpdateStatus, which also stores
+	// the object's labels and annotations; the informer may not have seen
+	// the placement record yet, so carry it here or it would be erased.
+	if device != "" {
+		if p.Annotations == nil {
+			p.Annotations = map[string]string{}
+		}
+		p.Annotations[vkv1.AnnotationDevice] = device
+		if len(validation.IsValidLabelValue(device)) == 0 {
+			if p.Labels == nil {
+				p.Labels = map[string]string{}
+			}
+			p.Labels[vkv1.LabelDevice] = device
+		}
+	}
 	cb(p)
 }
 

@@ -52,7 +52,11 @@ type runningManager struct {
 	done   chan error
 }
 
-func startManager() *runningManager {
+func startManager() *runningManager { return startManagerWith(nil) }
+
+// startManagerWith starts a manager whose controller-runtime options mutate
+// adjusts (leader election for the HA specs).
+func startManagerWith(mutate func(*ctrl.Options)) *runningManager {
 	logger, _ := logging.New(logging.Options{Verbosity: 0, Output: GinkgoWriter})
 	ctrl.SetLogger(logger)
 	opts := manager.DefaultOptions()
@@ -61,13 +65,17 @@ func startManager() *runningManager {
 		c.Timeout = 5 * time.Second
 	}
 	skip := true
-	m, err := ctrl.NewManager(cfg, ctrl.Options{
+	mo := ctrl.Options{
 		Scheme:  scheme,
 		Metrics: metricsserver.Options{BindAddress: "0"},
 		// Specs restart the manager in one process; controller names are
 		// unique per manager, not per process.
 		Controller: config.Controller{SkipNameValidation: &skip},
-	})
+	}
+	if mutate != nil {
+		mutate(&mo)
+	}
+	m, err := ctrl.NewManager(cfg, mo)
 	Expect(err).NotTo(HaveOccurred())
 	Expect(manager.Setup(m, opts, logger)).To(Succeed())
 	ctx, cancel := context.WithCancel(context.Background())
