@@ -47,6 +47,7 @@ func run() int {
 		Root:               root,
 		StateDir:           state,
 		BinDir:             filepath.Join(root, "bin"),
+		K8sBinDir:          os.Getenv("K8S_BIN_DIR"), // as hack/local-cluster.sh; empty: bin/k8s/<version>
 		BuildK8s:           true,
 		ReconnectTimeout:   *reconnect,
 		StatusPollInterval: *poll,

@@ -46,6 +46,14 @@ func newFixture(t *testing.T, tg Target) *fixture {
 	return &fixture{t: t, tg: tg, c: newClient(t, tg), set: fmt.Sprintf("s%d", setSeq.Add(1))}
 }
 
+// at is the fixture seen from a subtest: failures, cleanups and the
+// context belong to t. Subtests must not fail their parent's t.
+func (f *fixture) at(t *testing.T) *fixture {
+	g := *f
+	g.t = t
+	return &g
+}
+
 // ctx is the case's context; it ends when the case does.
 func (f *fixture) ctx() context.Context { return f.t.Context() }
 

@@ -693,7 +693,7 @@ func Scenario4Update(ctx context.Context, e *Env) error {
 	}
 	r.ok("rollout to VERSION=2.0 done in %s", round(time.Since(start)))
 	_, _ = r.kubectl("get", "pods", "-n", nsDefault, "-l", "app="+deployEnv, "-o", "wide", "-L", DeviceLabel)
-	r.printf("$ kubectl get pod %s -o jsonpath='{.spec.containers[0].env}'\n    %v\n", cur.Name, cur.Spec.Containers[0].Env)
+	_, _ = r.kubectl("get", "pod", cur.Name, "-n", nsDefault, "-o", `jsonpath={.spec.containers[0].env}{"\n"}`)
 	newApp := appName(cur.Namespace, cur.Name, string(cur.UID))
 	newDev, ok := r.deviceOf(&cur)
 	if !ok {
