@@ -175,12 +175,20 @@ func isJSONNull(data []byte) bool {
 }
 
 // MarshalJSON writes empty lists and maps where Go has nil ones, as the real
-// server does: its status schema requires applications, conditions and
-// systemInfo, so a status PUT with null there is refused, and a simulator
-// using these types answers like the real server.
+// server does: its status schema requires applications, conditions,
+// systemInfo, integrity and os, so a status PUT without them is refused,
+// and a simulator using these types answers like the real server. Missing
+// integrity and os get what the server shows for a device that never
+// reported.
 func (s DeviceStatus) MarshalJSON() ([]byte, error) {
 	type plain DeviceStatus // no methods: no recursion
 	p := plain(s)
+	if len(p.Integrity) == 0 {
+		p.Integrity = map[string]json.RawMessage{"status": json.RawMessage(`"Unknown"`)}
+	}
+	if len(p.OS) == 0 {
+		p.OS = map[string]string{"image": "", "imageDigest": ""}
+	}
 	if p.Applications == nil {
 		p.Applications = []ApplicationStatus{}
 	}

@@ -192,6 +192,31 @@ func testReplaceDevice(t *testing.T, tg Target) {
 		}
 	})
 
+	t.Run("server-owned metadata in the body is ignored", func(t *testing.T) {
+		// Owner, annotations and generation belong to the server: a
+		// provider that echoes a device back must not be able to take
+		// it from its fleet or forge a rendered version.
+		f := f.at(t)
+		cur, err := c.GetDevice(f.ctx(), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		forged := f.newDevice(name, cur.Spec)
+		forgedOwner, forgedGen := "Fleet/forged", int64(999)
+		forged.Metadata.Owner = &forgedOwner
+		forged.Metadata.Generation = &forgedGen
+		forged.Metadata.Annotations = map[string]string{"vkct/forged": "yes", flightctl.AnnotationRenderedVersion: "999"}
+		out, err := c.ReplaceDevice(f.ctx(), forged)
+		if err != nil {
+			t.Fatalf("ReplaceDevice: %v", err)
+		}
+		if owner(out) != "" || generation(t, out) == forgedGen || out.Metadata.Annotations["vkct/forged"] != "" ||
+			out.Metadata.Annotations[flightctl.AnnotationRenderedVersion] == "999" {
+			t.Errorf("server took client-set metadata: owner %q generation %d annotations %v",
+				owner(out), generation(t, out), out.Metadata.Annotations)
+		}
+	})
+
 	t.Run("upsert creates a new name", func(t *testing.T) {
 		f := f.at(t)
 		for _, withRV := range []bool{false, true} {
@@ -448,6 +473,28 @@ func testDeviceStatus(t *testing.T, tg Target) {
 			t.Fatal(err)
 		}
 		checkReported("GET after PUT", again)
+	})
+
+	t.Run("status built by the caller is accepted", func(t *testing.T) {
+		// A status the caller builds rather than reads back, with every
+		// field the client's DeviceStatus does not mark optional. The
+		// v1beta1 schema also requires status.integrity and status.os,
+		// which DeviceStatus marks omitempty and its MarshalJSON does not
+		// default (it does default applications, conditions, systemInfo),
+		// so they are never sent unless non-empty and the server answers
+		// 400 'property "integrity" is missing'.
+		f := f.at(t)
+		d := f.newDevice(name, specOf())
+		d.Status = minimalStatus()
+		if _, err := f.c.ReplaceDeviceStatus(f.ctx(), d); err != nil {
+			t.Errorf("CLIENT BUG (provider/flightctl: DeviceStatus.Integrity and .OS are omitempty and not defaulted by "+
+				"DeviceStatus.MarshalJSON, but the v1beta1 schema requires both): ReplaceDeviceStatus of a status built "+
+				"without them failed: %v", err)
+		}
+		d.Status = unknownStatus()
+		if _, err := f.c.ReplaceDeviceStatus(f.ctx(), d); err != nil {
+			t.Errorf("the same status with integrity and os set: %v", err)
+		}
 	})
 
 	t.Run("patch status of a device without applications is accepted", func(t *testing.T) {

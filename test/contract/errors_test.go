@@ -2,6 +2,7 @@ package contract
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"testing"
@@ -191,8 +192,19 @@ func testValidation(t *testing.T, tg Target) {
 
 // unknownStatus is a complete status that claims nothing: the shape a
 // device shows before its agent reports, valid against the schema so that
-// the server gets as far as looking the device up.
+// the server gets as far as looking the device up. It sets integrity and os
+// explicitly: the schema requires them and the client drops them when
+// empty (see the DeviceStatus case).
 func unknownStatus() *flightctl.DeviceStatus {
+	st := minimalStatus()
+	st.Integrity = map[string]json.RawMessage{"status": json.RawMessage(`"Unknown"`)}
+	st.OS = map[string]string{"image": "", "imageDigest": ""}
+	return st
+}
+
+// minimalStatus sets every DeviceStatus field the client does not mark
+// optional, and nothing else.
+func minimalStatus() *flightctl.DeviceStatus {
 	const unknown = "Unknown"
 	return &flightctl.DeviceStatus{
 		Applications:        []flightctl.ApplicationStatus{},
