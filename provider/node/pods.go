@@ -433,12 +433,18 @@ func pendingStatus(pod *corev1.Pod, reason, msg string) corev1.PodStatus {
 // failedStatus is a terminal Failed status. An empty reason lets
 // `kubectl get pods` show STATUS Failed.
 func failedStatus(pod *corev1.Pod, reason, msg string) corev1.PodStatus {
-	s := corev1.PodStatus{Phase: corev1.PodFailed, Reason: reason, Message: msg, StartTime: pod.Status.StartTime}
+	now := metav1.Now()
+	start := pod.Status.StartTime
+	if start == nil {
+		start = &now
+	}
+	s := corev1.PodStatus{Phase: corev1.PodFailed, Reason: reason, Message: msg, StartTime: start}
 	s.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionFalse, Reason: "PodFailed", Message: msg, LastTransitionTime: metav1.Now()}}
 	for _, c := range pod.Spec.Containers {
 		s.ContainerStatuses = append(s.ContainerStatuses, corev1.ContainerStatus{
 			Name: c.Name, Image: c.Image,
-			State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 1, Reason: firstNonEmpty(reason, "Failed"), Message: msg}},
+			State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 1, Reason: firstNonEmpty(reason, "Failed"), Message: msg,
+				StartedAt: *start, FinishedAt: now}},
 		})
 	}
 	return s

@@ -102,7 +102,7 @@ func (rt *Runtime) Report() controllers.NodeReport {
 
 // Run registers the node and serves it until ctx ends.
 func (rt *Runtime) Run(ctx context.Context) error {
-	rt.cfg.log.Info("Provider starting", "fleet", rt.cfg.binding.Spec.Fleet, "selector", rt.cfg.binding.EffectiveDeviceSelector())
+	rt.log.Info("Provider starting", "selector", rt.cfg.binding.EffectiveDeviceSelector())
 	// Poll once before registering so the node starts with real capacity;
 	// if Flightctl is down, start with what status last recorded.
 	if err := rt.pollDevices(ctx); err != nil {
@@ -168,7 +168,7 @@ func (rt *Runtime) Run(ctx context.Context) error {
 	rt.mu.Lock()
 	rt.running = true
 	rt.mu.Unlock()
-	rt.log.Info("Virtual node registered", "node", rt.nodeName)
+	rt.log.Info("Virtual node registered")
 	rt.cfg.trigger()
 
 	rt.statusLoop(ctx)

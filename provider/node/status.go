@@ -72,7 +72,9 @@ func (rt *Runtime) statusFor(st *podState, fleet *inventory.Fleet, now time.Time
 	var app *flightctl.ApplicationStatus
 	// Until the device runs the rendered version that carries the newest
 	// write, its application status describes the old content.
-	if dev.AppliedVersion >= st.liveAt && dev.UpdatedStatus != flightctl.DeviceUpdatedOutOfDate {
+	// Another pod's write makes the whole device OutOfDate for a moment;
+	// that must not touch this pod, so only its own liveAt counts.
+	if dev.AppliedVersion >= st.liveAt {
 		if a, found := dev.Applications[st.app]; found {
 			app = &a
 		}
