@@ -2,6 +2,7 @@ package node
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 )
 
@@ -23,6 +24,14 @@ var (
 		Name: "vk_flightctl_reconnection_timeouts_total",
 		Help: "Reconnection timeouts by outcome: started, cancelled (device back in time), expired (pods rescheduled).",
 	}, []string{"fleet", "outcome"})
+	devicesGauge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "vk_flightctl_devices",
+		Help: "Devices a binding's selector matches, by state: online, disconnected, owned (by a Flightctl fleet, unusable).",
+	}, []string{"fleet", "state"})
+	podsGauge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "vk_flightctl_pods",
+		Help: "Pods of a binding's node by phase as last reported to Kubernetes.",
+	}, []string{"fleet", "phase"})
 	orphansRemoved = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "vk_flightctl_orphaned_workloads_removed_total",
 		Help: "Applications removed from devices because their pod was gone.",
@@ -30,5 +39,33 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(statusLoopDuration, placementsTotal, placementFailures, disconnectsTotal, orphansRemoved)
+	metrics.Registry.MustRegister(statusLoopDuration, placementsTotal, placementFailures, disconnectsTotal, orphansRemoved, devicesGauge, podsGauge)
+}
+
+// podPhases are reported even at zero so dashboards and alerts see them.
+var podPhases = []corev1.PodPhase{corev1.PodPending, corev1.PodRunning, corev1.PodSucceeded, corev1.PodFailed, corev1.PodUnknown}
+
+// recordGauges publishes the fleet's device and pod counts.
+func (rt *Runtime) recordGauges() {
+	fleet := rt.cfg.binding.Spec.Fleet
+	inv := rt.currentFleet()
+	devicesGauge.WithLabelValues(fleet, "online").Set(float64(inv.Summary.Online))
+	devicesGauge.WithLabelValues(fleet, "disconnected").Set(float64(inv.Summary.Disconnected))
+	devicesGauge.WithLabelValues(fleet, "owned").Set(float64(inv.Summary.Owned))
+	counts := map[corev1.PodPhase]int{}
+	rt.mu.Lock()
+	for _, st := range rt.pods {
+		counts[st.status.Phase]++
+	}
+	rt.mu.Unlock()
+	for _, ph := range podPhases {
+		podsGauge.WithLabelValues(fleet, string(ph)).Set(float64(counts[ph]))
+	}
+}
+
+// forgetGauges removes a stopped node's series.
+func (rt *Runtime) forgetGauges() {
+	fleet := rt.cfg.binding.Spec.Fleet
+	devicesGauge.DeletePartialMatch(prometheus.Labels{"fleet": fleet})
+	podsGauge.DeletePartialMatch(prometheus.Labels{"fleet": fleet})
 }

@@ -175,6 +175,7 @@ func (rt *Runtime) Run(ctx context.Context) error {
 	rt.mu.Lock()
 	rt.running = false
 	rt.mu.Unlock()
+	rt.forgetGauges()
 	<-pc.Done()
 	<-nc.Done()
 	return nil
@@ -279,6 +280,7 @@ func (rt *Runtime) syncOnce(ctx context.Context) {
 	rt.updatePodStatuses()
 	rt.retryWaitingPods(ctx)
 	rt.removeOrphans(ctx)
+	rt.recordGauges()
 	statusLoopDuration.WithLabelValues(rt.cfg.binding.Spec.Fleet).Observe(time.Since(start).Seconds())
 }
 
