@@ -69,6 +69,8 @@ var _ = Describe("Manifests", func() {
 			"/secrets:get":                                              "credentials Secret a FleetBinding names, and pod env/volume references; no list/watch",
 			"coordination.k8s.io/leases:create,get,update":              "node leases (heartbeats)",
 			"events.k8s.io/events:create,patch":                         "FleetBinding events",
+			"authentication.k8s.io/tokenreviews:create":                 "kubelet API: authenticate bearer tokens like a kubelet",
+			"authorization.k8s.io/subjectaccessreviews:create":          "kubelet API: authorize calls against the pod's node like a kubelet",
 			"vk.flightctl.io/fleetbindings:get,list,patch,update,watch": "reconcile FleetBindings, manage the finalizer",
 			"vk.flightctl.io/fleetbindings/finalizers:update":           "release the finalizer",
 			"vk.flightctl.io/fleetbindings/status:get,patch,update":     "status and conditions",

@@ -18,6 +18,7 @@ import (
 	"github.com/vk-flightctl/vk-flightctl/controllers"
 	"github.com/vk-flightctl/vk-flightctl/internal/connection"
 	"github.com/vk-flightctl/vk-flightctl/provider/flightctl"
+	"github.com/vk-flightctl/vk-flightctl/provider/kubeletapi"
 	"github.com/vk-flightctl/vk-flightctl/provider/node"
 )
 
@@ -35,8 +36,16 @@ type Options struct {
 	Namespace string
 	// EnableNodes runs virtual nodes.
 	EnableNodes bool
-	// KubeletListenAddr is where node kubelet APIs listen.
+	// KubeletListenAddr is where the nodes' shared kubelet API listens
+	// (TLS); its host is advertised as the nodes' InternalIP. Port 0 picks
+	// a free port.
 	KubeletListenAddr string
+	// KubeletCertFile and KubeletKeyFile are the kubelet API's serving key
+	// pair; empty generates a self-signed one.
+	KubeletCertFile, KubeletKeyFile string
+	// KubeletClientCAFile verifies client certificates of kubelet API
+	// callers (the API server's kubelet client certificate).
+	KubeletClientCAFile string
 	// GracefulShutdown bounds how long stopping may take.
 	GracefulShutdown time.Duration
 	// ClientOptions tune every Flightctl client (tests shorten timeouts).
@@ -86,13 +95,22 @@ func Setup(mgr ctrl.Manager, o Options, logger logr.Logger) error {
 		if err != nil {
 			return fmt.Errorf("creating a Kubernetes client for the virtual nodes: %w", err)
 		}
-		host, port, err := splitHostPort(o.KubeletListenAddr)
+		host, _, err := splitHostPort(o.KubeletListenAddr)
 		if err != nil {
 			return err
 		}
-		nodes := node.NewManager(kube, mgr.GetAPIReader(), mgr.GetScheme(), logger.WithName("node"), node.Options{
-			InternalIP: host, KubeletPort: port,
+		nodes := node.NewManager(kube, mgr.GetAPIReader(), mgr.GetScheme(), logger.WithName("node"), node.Options{InternalIP: host})
+		kubelet, err := kubeletapi.New(kubeletapi.Options{
+			Addr: o.KubeletListenAddr, CertFile: o.KubeletCertFile, KeyFile: o.KubeletKeyFile,
+			ClientCAFile: o.KubeletClientCAFile, Kube: kube, Pods: nodes, Log: logger.WithName("kubelet-api"),
 		})
+		if err != nil {
+			return err
+		}
+		nodes.SetKubeletPort(kubelet.Port())
+		if err := mgr.Add(kubelet); err != nil {
+			return err
+		}
 		// Nodes run only on the elected leader, and stop (without touching
 		// devices or Node objects) when the manager stops.
 		if err := mgr.Add(nodes); err != nil {
@@ -113,7 +131,7 @@ func splitHostPort(addr string) (string, int32, error) {
 		return "", 0, fmt.Errorf("--kubelet-listen-address %q: want host:port: %w", addr, err)
 	}
 	port, err := strconv.ParseInt(portStr, 10, 32)
-	if err != nil || port <= 0 {
+	if err != nil || port < 0 {
 		return "", 0, fmt.Errorf("--kubelet-listen-address %q: bad port", addr)
 	}
 	if host == "" {

@@ -140,6 +140,10 @@ func (p *recorderProvider) GetEventRecorderFor(host string) record.EventRecorder
 	return p.b.NewRecorder(p.scheme, corev1.EventSource{Component: EventComponent, Host: host})
 }
 
+// SetKubeletPort sets the kubelet API port nodes advertise; call it before
+// the manager starts.
+func (m *Manager) SetKubeletPort(port int32) { m.opts.KubeletPort = port }
+
 // Triggers is a channel of bindings to reconcile now; the FleetBinding
 // controller watches it.
 func (m *Manager) Triggers() <-chan event.GenericEvent { return m.triggers }
@@ -296,3 +300,39 @@ type flightctlClient interface {
 // +kubebuilder:rbac:groups="",resources=configmaps,verbs=get
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get
 // +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;create;update
+
+// PodNode returns the virtual node of a pod this manager serves; the
+// kubelet API uses it to authorize a request against the right node.
+func (m *Manager) PodNode(namespace, name string) (string, bool) {
+	m.mu.Lock()
+	hs := make([]*runtimeHandle, 0, len(m.nodes))
+	for _, h := range m.nodes {
+		hs = append(hs, h)
+	}
+	m.mu.Unlock()
+	for _, h := range hs {
+		if h.rt.hasPod(namespace, name) {
+			return h.rt.NodeName(), true
+		}
+	}
+	return "", false
+}
+
+// AllPods lists the pods of every node this manager serves.
+func (m *Manager) AllPods(ctx context.Context) ([]*corev1.Pod, error) {
+	m.mu.Lock()
+	hs := make([]*runtimeHandle, 0, len(m.nodes))
+	for _, h := range m.nodes {
+		hs = append(hs, h)
+	}
+	m.mu.Unlock()
+	var out []*corev1.Pod
+	for _, h := range hs {
+		pods, err := h.rt.GetPods(ctx)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, pods...)
+	}
+	return out, nil
+}

@@ -458,3 +458,10 @@ func firstNonEmpty(s ...string) string {
 	}
 	return ""
 }
+
+func (rt *Runtime) hasPod(namespace, name string) bool {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	_, ok := rt.pods[podKey(namespace, name)]
+	return ok
+}

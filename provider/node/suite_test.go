@@ -61,6 +61,8 @@ func startManagerWith(mutate func(*ctrl.Options)) *runningManager {
 	ctrl.SetLogger(logger)
 	opts := manager.DefaultOptions()
 	opts.Namespace = "vk-system"
+	// Managers may overlap (HA specs): let each kubelet API pick a port.
+	opts.KubeletListenAddr = "127.0.0.1:0"
 	opts.ClientOptions = func(c *flightctl.Config) {
 		c.Timeout = 5 * time.Second
 	}

@@ -1,0 +1,73 @@
+package node_test
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/vk-flightctl/vk-flightctl/test/flightctlsim"
+)
+
+var _ = Describe("Kubelet API", func() {
+	ctx := context.Background()
+
+	It("authenticates, authorizes per node, and says what vk-flightctl cannot serve", func() {
+		f := newFixture(ctx, flightctlsim.Options{}, nil)
+		Expect(k8sClient.Create(ctx, f.pod("logs", "100m", "128Mi"))).To(Succeed())
+		Eventually(f.ready(ctx, "logs"), 30*time.Second).Should(BeTrue())
+		var n corev1.Node
+		Expect(k8sClient.Get(ctx, client.ObjectKey{Name: f.node}, &n)).To(Succeed())
+		port := n.Status.DaemonEndpoints.KubeletEndpoint.Port
+		Expect(port).NotTo(BeZero())
+
+		sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "viewer"}}
+		Expect(k8sClient.Create(ctx, sa)).To(Succeed())
+		tr, err := kube.CoreV1().ServiceAccounts(f.ns).CreateToken(ctx, "viewer", &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
+		Expect(err).NotTo(HaveOccurred())
+
+		call := func(token, path string) (int, string) {
+			req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("https://127.0.0.1:%d%s", port, path), nil)
+			if token != "" {
+				req.Header.Set("Authorization", "Bearer "+token)
+			}
+			// The serving certificate is self-signed unless configured, as
+			// API servers do not verify kubelet certificates by default.
+			c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+			resp, err := c.Do(req)
+			Expect(err).NotTo(HaveOccurred())
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			return resp.StatusCode, string(body)
+		}
+		logs := fmt.Sprintf("/containerLogs/%s/logs/app", f.ns)
+
+		code, _ := call("", logs)
+		Expect(code).To(Equal(http.StatusUnauthorized), "no credentials")
+		code, _ = call(tr.Status.Token, logs)
+		Expect(code).To(Equal(http.StatusForbidden), "a token without nodes/proxy access")
+
+		role := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: f.ns + "-node-proxy"},
+			Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"nodes/proxy"}, Verbs: []string{"get"}, ResourceNames: []string{f.node}}}}
+		Expect(k8sClient.Create(ctx, role)).To(Succeed())
+		Expect(k8sClient.Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: f.ns + "-node-proxy"},
+			RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: role.Name},
+			Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Namespace: f.ns, Name: "viewer"}}})).To(Succeed())
+		Eventually(func() int { c, _ := call(tr.Status.Token, logs); return c }, 60*time.Second, time.Second).Should(Equal(http.StatusBadRequest))
+		code, body := call(tr.Status.Token, logs)
+		Expect(code).To(Equal(http.StatusBadRequest))
+		Expect(body).To(ContainSubstring("not supported by vk-flightctl"))
+		code, _ = call(tr.Status.Token, fmt.Sprintf("/containerLogs/%s/no-such-pod/app", f.ns))
+		Expect(code).To(Equal(http.StatusForbidden), "a pod on no node of this manager is authorized against no node")
+	})
+})
