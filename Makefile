@@ -39,8 +39,10 @@ quickstart-manifests: kustomize ## Render config/rbac.yaml and config/deployment
 	$(KUSTOMIZE) build config/quickstart/deployment > config/deployment.yaml
 
 .PHONY: verify-generated
-verify-generated: ## Fail when generated files differ from what the markers say.
+verify-generated: kustomize ## Fail when generated files differ from what the markers say, or a kustomize base does not render.
 	hack/verify-generated.sh
+	for d in config/default config/prometheus config/samples config/quickstart/rbac config/quickstart/deployment; do \
+	  $(KUSTOMIZE) build $$d >/dev/null || { echo "kustomize build $$d failed" >&2; exit 1; }; done
 
 .PHONY: fmt
 fmt: ## Run gofmt on the code.
