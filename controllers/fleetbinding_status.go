@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	vkv1 "github.com/vk-flightctl/vk-flightctl/api/v1alpha1"
+	"github.com/vk-flightctl/vk-flightctl/provider/inventory"
 )
 
 // patchStatus computes every condition from what the steps found and
@@ -135,6 +136,15 @@ func (r *FleetBindingReconciler) setDegradedCondition(s *scope) {
 	if inv := s.report.Inventory; inv != nil {
 		if inv.Summary.Disconnected > 0 {
 			add(vkv1.ReasonDevicesDisconnected, fmt.Sprintf("%d device(s) disconnected", inv.Summary.Disconnected))
+		}
+		claimed := 0
+		for _, u := range inv.UnusableDevices {
+			if u.Reason == inventory.ReasonClaimedByOtherBinding {
+				claimed++
+			}
+		}
+		if claimed > 0 {
+			add(vkv1.ReasonDeviceClaimed, fmt.Sprintf("%d device(s) already used by another FleetBinding and not used here (see status.unusableDevices); make the device selectors disjoint", claimed))
 		}
 		if inv.Summary.Owned > 0 {
 			add(vkv1.ReasonDevicesOwnedByFleet, fmt.Sprintf("%d device(s) owned by a Flightctl fleet and not used (see status.unusableDevices)", inv.Summary.Owned))

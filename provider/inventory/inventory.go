@@ -208,6 +208,39 @@ func subtract(a, b corev1.ResourceList) corev1.ResourceList {
 	return out
 }
 
+// ReasonClaimedByOtherBinding marks a device an older FleetBinding uses.
+const ReasonClaimedByOtherBinding = "ClaimedByOtherBinding"
+
+// BuildExcluding is Build without the devices in claimed (device name to
+// the FleetBinding that uses it): they are counted in Total and listed as
+// unusable, never placed on.
+func BuildExcluding(devs []flightctl.Device, o Options, now time.Time, claimed map[string]string) *Fleet {
+	if len(claimed) == 0 {
+		return Build(devs, o, now)
+	}
+	kept := make([]flightctl.Device, 0, len(devs))
+	var excluded []vkv1.UnusableDevice
+	for i := range devs {
+		name := devs[i].Metadata.Name
+		if by, ok := claimed[name]; ok {
+			excluded = append(excluded, vkv1.UnusableDevice{Name: name, Reason: ReasonClaimedByOtherBinding, Message: fmt.Sprintf(
+				"device %s is already used by FleetBinding %s; make the bindings' device selectors disjoint", name, by)})
+			continue
+		}
+		kept = append(kept, devs[i])
+	}
+	f := Build(kept, o, now)
+	f.Summary.Total += int32(len(excluded))
+	sort.Slice(excluded, func(i, j int) bool { return excluded[i].Name < excluded[j].Name })
+	for _, u := range excluded {
+		if len(f.Unusable) >= maxUnusableListed {
+			break
+		}
+		f.Unusable = append(f.Unusable, u)
+	}
+	return f
+}
+
 // Build converts a full listing. Devices owned by a Flightctl fleet are
 // counted and listed as unusable: Flightctl refuses per-device spec changes
 // on them, so placing pods there could never work.

@@ -274,6 +274,12 @@ func (m *Manager) newRuntime(req controllers.NodeRequest) (*Runtime, error) {
 		log:      m.log.WithValues("node", b.EffectiveNodeName(), "fleet", b.Spec.Fleet),
 		opts:     m.opts,
 		trigger:  func() { m.trigger(b) },
+		expectedElsewhere: func() map[string]map[string]bool {
+			return m.expectedExcept(b.UID)
+		},
+		claimedElsewhere: func() map[string]string {
+			return m.claimedByOlder(b)
+		},
 	})
 }
 
@@ -335,4 +341,52 @@ func (m *Manager) AllPods(ctx context.Context) ([]*corev1.Pod, error) {
 		out = append(out, pods...)
 	}
 	return out, nil
+}
+
+// others returns the runtimes of every binding but uid.
+func (m *Manager) others(uid types.UID) []*Runtime {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]*Runtime, 0, len(m.nodes))
+	for _, h := range m.nodes {
+		if h.rt.cfg.binding.UID != uid {
+			out = append(out, h.rt)
+		}
+	}
+	return out
+}
+
+// expectedExcept unions what every other node expects on its devices.
+func (m *Manager) expectedExcept(uid types.UID) map[string]map[string]bool {
+	out := map[string]map[string]bool{}
+	for _, rt := range m.others(uid) {
+		for dev, apps := range rt.expectedApps() {
+			if out[dev] == nil {
+				out[dev] = map[string]bool{}
+			}
+			for app := range apps {
+				out[dev][app] = true
+			}
+		}
+	}
+	return out
+}
+
+// claimedByOlder maps devices that an older binding of this manager uses
+// to that binding, so two bindings whose selectors overlap never place pods
+// on the same device: the older keeps it.
+func (m *Manager) claimedByOlder(b *vkv1.FleetBinding) map[string]string {
+	out := map[string]string{}
+	for _, rt := range m.others(b.UID) {
+		other := rt.cfg.binding
+		older := other.CreationTimestamp.Before(&b.CreationTimestamp) ||
+			(other.CreationTimestamp.Equal(&b.CreationTimestamp) && other.Namespace+"/"+other.Name < b.Namespace+"/"+b.Name)
+		if !older {
+			continue
+		}
+		for _, d := range rt.deviceNames() {
+			out[d] = other.Namespace + "/" + other.Name
+		}
+	}
+	return out
 }

@@ -38,6 +38,13 @@ type runtimeConfig struct {
 	log      logr.Logger
 	opts     Options
 	trigger  func()
+	// expectedElsewhere returns the applications other nodes of this
+	// manager expect, by device, so the orphan sweep never removes a
+	// workload another binding owns on a shared device.
+	expectedElsewhere func() map[string]map[string]bool
+	// claimedElsewhere returns devices older bindings of this manager
+	// already use, with the binding's name; this binding leaves them alone.
+	claimedElsewhere func() map[string]string
 }
 
 // Runtime is one binding's virtual node: it implements virtual-kubelet's
@@ -287,12 +294,30 @@ func (rt *Runtime) syncOnce(ctx context.Context) {
 // pollDevices lists the binding's devices page by page.
 func (rt *Runtime) pollDevices(ctx context.Context) error {
 	devs, err := rt.cfg.flight.ListAllDevices(ctx, listOptions(rt.cfg.binding))
-	rt.mu.Lock()
-	defer rt.mu.Unlock()
-	rt.pollErr = err
 	if err != nil {
+		rt.mu.Lock()
+		rt.pollErr = err
+		rt.mu.Unlock()
 		return err
 	}
-	rt.fleet = inventory.Build(devs, rt.invOpts, rt.cfg.opts.Now())
+	var claimed map[string]string
+	if rt.cfg.claimedElsewhere != nil {
+		claimed = rt.cfg.claimedElsewhere()
+	}
+	fleet := inventory.BuildExcluding(devs, rt.invOpts, rt.cfg.opts.Now(), claimed)
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	rt.pollErr = nil
+	rt.fleet = fleet
 	return nil
+}
+
+// deviceNames are the devices this node uses (claimed ones excluded).
+func (rt *Runtime) deviceNames() []string {
+	f := rt.currentFleet()
+	out := make([]string, 0, len(f.Devices))
+	for _, d := range f.Devices {
+		out = append(out, d.Name)
+	}
+	return out
 }

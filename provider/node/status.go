@@ -130,6 +130,16 @@ func (rt *Runtime) removeOrphans(ctx context.Context) {
 	if expected == nil {
 		return
 	}
+	if rt.cfg.expectedElsewhere != nil {
+		for dev, apps := range rt.cfg.expectedElsewhere() {
+			for app := range apps {
+				if expected[dev] == nil {
+					expected[dev] = map[string]bool{}
+				}
+				expected[dev][app] = true
+			}
+		}
+	}
 	for _, dev := range rt.currentFleet().Devices {
 		for _, name := range dev.SpecApplications {
 			if !translate.IsOwnedAppName(name) || expected[dev.Name][name] {
