@@ -134,9 +134,16 @@ var _ = Describe("FleetBinding reconciler", func() {
 
 			var got vkv1.FleetBinding
 			Expect(k8sClient.Get(ctx, key, &got)).To(Succeed())
-			for _, c := range got.Status.Conditions {
-				Expect(c.Message).NotTo(ContainSubstring(sim.Token()), "a condition leaks the token")
-				Expect(c.Message).NotTo(ContainSubstring("wrong-token-value"), "a condition leaks the token")
+			var events corev1.EventList
+			Expect(k8sClient.List(ctx, &events, client.InNamespace(ns))).To(Succeed())
+			for _, secret := range []string{sim.Token(), "wrong-token-value"} {
+				for _, c := range got.Status.Conditions {
+					Expect(c.Message).NotTo(ContainSubstring(secret), "a condition leaks the token")
+				}
+				for _, e := range events.Items {
+					Expect(e.Message).NotTo(ContainSubstring(secret), "an event leaks the token")
+				}
+				Expect(managerLogs.String()).NotTo(ContainSubstring(secret), "the manager's log leaks the token")
 			}
 		},
 		Entry("missing Secret", nil, nil, vkv1.ReasonSecretNotFound, "Secret"),

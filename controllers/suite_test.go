@@ -1,8 +1,11 @@
 package controllers_test
 
 import (
+	"bytes"
 	"context"
+	"io"
 	"os"
+	"sync"
 	"path/filepath"
 	"testing"
 	"time"
@@ -38,6 +41,27 @@ var (
 
 const managerNamespace = "vk-system"
 
+// managerLogs keeps every manager log line so specs can check that no
+// secret ever reaches the logs.
+var managerLogs = &syncBuffer{}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
 func TestControllers(t *testing.T) {
 	RegisterFailHandler(Fail)
 	RunSpecs(t, "Controllers Suite")
@@ -59,7 +83,7 @@ var _ = BeforeSuite(func() {
 	k8sClient, err = client.New(cfg, client.Options{Scheme: scheme})
 	Expect(err).NotTo(HaveOccurred())
 
-	logger, _ := logging.New(logging.Options{Verbosity: 1, Output: GinkgoWriter})
+	logger, _ := logging.New(logging.Options{Verbosity: 1, Output: io.MultiWriter(GinkgoWriter, managerLogs)})
 	ctrl.SetLogger(logger)
 	opts := manager.DefaultOptions()
 	opts.Namespace = managerNamespace

@@ -19,6 +19,13 @@ echo "== unit, contract and fuzz-corpus tests (race detector on)"
 # shellcheck disable=SC2086
 go test -count=1 -race -timeout 20m $unit
 
+# A bounded fuzz run on top of the committed corpus (which the unit run
+# above already replays): the translation must never panic, produce an
+# application the server would refuse, or let pod content inject directives.
+echo "== fuzzing the pod <-> Flightctl translation (bounded)"
+go test -run '^$' -fuzz '^FuzzToApplication$' -fuzztime "${FUZZ_TIME:-15s}" ./provider/translate/
+go test -run '^$' -fuzz '^FuzzPodStatus$' -fuzztime "${FUZZ_TIME:-10s}" ./provider/translate/
+
 echo "== envtest suites (real kube-apiserver and etcd from $KUBEBUILDER_ASSETS, simulator over HTTP)"
 go test -count=1 -timeout 30m "${envtest_pkgs[@]}" -ginkgo.no-color
 
