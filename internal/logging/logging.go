@@ -50,7 +50,9 @@ func New(o Options) (logr.Logger, *zap.Logger) {
 // logger has no zap sink it falls back to Info with level=warn.
 func Warn(l logr.Logger, msg string, keysAndValues ...any) {
 	if u, ok := l.GetSink().(zapr.Underlier); ok {
-		u.GetUnderlying().Sugar().Warnw(msg, keysAndValues...)
+		// The underlying logger skips frames for logr's wrappers; this
+		// call has one frame less, so the caller is this function's caller.
+		u.GetUnderlying().WithOptions(zap.AddCallerSkip(-1)).Sugar().Warnw(msg, keysAndValues...)
 		return
 	}
 	l.Info(msg, append([]any{"severity", "warn"}, keysAndValues...)...)

@@ -31,6 +31,9 @@ func TestJSONLinesWithLevelAndWarn(t *testing.T) {
 	if first["level"] != "info" || first["msg"] != "Virtual node registered" || first["node"] != "vk-flightctl-edge-fleet-1" || first["fleet"] != "edge-fleet-1" {
 		t.Errorf("info line = %v", first)
 	}
+	if c, _ := second["caller"].(string); !strings.HasPrefix(c, "logging/logging_test.go") {
+		t.Errorf("warn caller = %q, want this test file", c)
+	}
 	if second["level"] != "warn" || second["msg"] != "Device disconnected" || second["device"] != "device-1" || second["fleet"] != "edge-fleet-1" {
 		t.Errorf("warn line = %v", second)
 	}
