@@ -88,6 +88,12 @@ demo-down: ## Stop everything make demo started.
 test-e2e: k8s-binaries-all ## Run the end-to-end suite (real local control plane, manager and simulator as processes).
 	$(GO) test -count=1 -timeout 30m ./test/e2e/... -ginkgo.no-color -ginkgo.v
 
+BENCH_QUICK ?=
+
+.PHONY: bench
+bench: k8s-binaries-all kwok ## Start latency and throughput of vk-flightctl vs KWOK on one control plane (BENCH_QUICK=1: 20 pods/4 devices; else 500 pods/100 devices x3).
+	BENCH_QUICK=$(BENCH_QUICK) $(GO) run ./bench/cmd/vkbench
+
 ##@ Build
 
 .PHONY: build
@@ -128,6 +134,10 @@ $(KUSTOMIZE):
 	@mkdir -p $(LOCALBIN)
 	GOBIN=$(LOCALBIN) $(GO) install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
 	mv $(LOCALBIN)/kustomize $(KUSTOMIZE)
+
+.PHONY: kwok
+kwok: ## Build kwok v0.8.0 from the Go module proxy (cached per user) into bin/.
+	hack/build-kwok.sh
 
 .PHONY: k8s-binaries
 k8s-binaries: ## Build etcd and kube-apiserver from the Go module proxy (cached per user).

@@ -16,6 +16,7 @@ import (
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/workqueue"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	vkv1 "github.com/vk-flightctl/vk-flightctl/api/v1alpha1"
@@ -140,6 +141,13 @@ func (rt *Runtime) Run(ctx context.Context) error {
 		SecretInformer:            rt.cfg.unused.Core().V1().Secrets(),
 		ServiceInformer:           rt.cfg.unused.Core().V1().Services(),
 		SkipDownwardAPIResolution: true,
+		// client-go's default controller limiter caps every queue at 10
+		// items/s after a burst of 100, which made pod start-up serial at
+		// ~10 pods/s. Per-item backoff still spaces out retries of a
+		// failing pod; the API server's priority and fairness guards it.
+		SyncPodsFromKubernetesRateLimiter:    podQueueLimiter(),
+		DeletePodsFromKubernetesRateLimiter:  podQueueLimiter(),
+		SyncPodStatusFromProviderRateLimiter: podQueueLimiter(),
 	})
 	if err != nil {
 		return fmt.Errorf("creating pod controller: %w", err)
@@ -186,6 +194,12 @@ func (rt *Runtime) Run(ctx context.Context) error {
 	<-pc.Done()
 	<-nc.Done()
 	return nil
+}
+
+// podQueueLimiter is per-item exponential backoff (5 ms to 1000 s, like
+// client-go's default) without the shared 10/s bucket.
+func podQueueLimiter() workqueue.TypedRateLimiter[any] {
+	return workqueue.NewTypedItemExponentialFailureRateLimiter[any](5*time.Millisecond, 1000*time.Second)
 }
 
 // Ping reports the provider healthy whenever the manager is: the lease must
