@@ -34,4 +34,9 @@ if [ ${#e2e_pkgs[@]} -gt 0 ]; then
   go test -count=1 -timeout 30m "${e2e_pkgs[@]}" -ginkgo.no-color
 fi
 
+# The benchmark harness in quick mode keeps `make bench` working; its
+# numbers are printed, not asserted (machines are noisy).
+echo "== benchmark harness, quick mode (vk-flightctl vs KWOK)"
+BENCH_QUICK=1 go run ./bench/cmd/vkbench
+
 echo "== all suites passed in $((SECONDS - start))s"
