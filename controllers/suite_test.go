@@ -5,8 +5,8 @@ import (
 	"context"
 	"io"
 	"os"
-	"sync"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
