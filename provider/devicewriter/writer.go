@@ -197,6 +197,12 @@ func (w *Writer) write(ctx context.Context, device string, batch []*pending) (Re
 		attempt++
 		w.count(func(s *Stats) { s.Reads++ })
 		d, err := w.client.GetDevice(ctx, device)
+		if flightctl.IsNotFound(err) && onlyRemovals(batch) {
+			// A device deleted from Flightctl runs nothing: removing an
+			// application from it is done, not an error to retry forever.
+			res = Result{}
+			return true, nil
+		}
 		if err != nil {
 			return false, fmt.Errorf("reading device %s: %w", device, err)
 		}
@@ -225,6 +231,15 @@ func (w *Writer) write(ctx context.Context, device string, batch []*pending) (Re
 		err = fmt.Errorf("writing device %s: still conflicting after %d attempts", device, attempt)
 	}
 	return res, err
+}
+
+func onlyRemovals(batch []*pending) bool {
+	for _, p := range batch {
+		if p.change.App != nil || p.change.Config != nil {
+			return false
+		}
+	}
+	return true
 }
 
 func (w *Writer) count(f func(*Stats)) {

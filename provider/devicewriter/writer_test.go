@@ -189,3 +189,18 @@ func TestInlineConfigEntriesAreManagedByName(t *testing.T) {
 		t.Fatalf("spec.config = %s, want it removed with the application", d.Spec.Extra["config"])
 	}
 }
+
+func TestRemovalFromDeletedDeviceIsDone(t *testing.T) {
+	ctx := context.Background()
+	_, c, w := setup(t, flightctlsim.Faults{})
+	if err := c.DeleteDevice(ctx, "device-2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Apply(ctx, "device-2", devicewriter.Change{Name: "vk-gone"}); err != nil {
+		t.Fatalf("removing from a deleted device: %v, want success", err)
+	}
+	_, err := w.Apply(ctx, "device-2", devicewriter.Change{Name: "vk-new", App: quadlet("vk-new", "docker.io/library/nginx:alpine")})
+	if !flightctl.IsNotFound(err) {
+		t.Fatalf("writing to a deleted device: %v, want NotFound", err)
+	}
+}

@@ -1,0 +1,58 @@
+// Package reliability holds the fault and restart tests of vk-flightctl
+// (GitHub issue 9). TestReliability brings up the same stack as the
+// end-to-end suite (test/quickstart.Stack: a real local control plane, the
+// flightctl-sim simulator and the manager as processes on 127.0.0.1, in a
+// temporary directory), adds devices to the simulated fleet, and then drives
+// churn — bare pods created, re-imaged and deleted, a Deployment scaled —
+// while it injects one kind of fault per phase:
+//
+//   - baseline: no fault, to measure convergence;
+//   - errors: 10% of Flightctl API requests answered 503;
+//   - latency: 500 ms added to every Flightctl API request;
+//   - conflicts: 20% of device writes answered 409 (stale resourceVersion);
+//   - unreachable: Flightctl drops every connection (quick 20 s, full 2 min);
+//   - flapping: one device disconnected and reconnected several times,
+//     each time for less than the reconnect timeout;
+//   - device-deleted: a device holding pods deleted from Flightctl, then
+//     registered again;
+//   - restarts: the manager killed with SIGKILL at random moments of the
+//     churn and started again (quick 3 times, full 10).
+//
+// After each phase, with the faults lifted, it waits for convergence and
+// checks the invariants:
+//
+//   - every pod that should run (not terminating, not Failed) has exactly one
+//     application, on exactly the device its flightctl.io/device annotation
+//     names, carrying the pod's current image;
+//   - no device holds an owned (vk-) application whose pod is gone;
+//   - every such pod is Running and Ready within a bound once the system is
+//     healthy again (3 status polls, the simulated render and agent delays,
+//     and some slack), and no deleted pod stays Terminating;
+//   - the Deployment has its replicas ready; no bare pod disappears except
+//     through a documented DeviceTimeout reschedule (device-deleted phase);
+//   - the virtual node never leaves Ready (watched throughout).
+//
+// Churn alone can hide a dropped change (a later operation on the same pod
+// rewrites it), so when a fault starts (and after each SIGKILL) the test
+// also creates one "sentinel" pod and re-images one running pod, and the
+// churn leaves both alone until the next phase: the manager must complete
+// those changes on its own once the fault is gone.
+//
+// A phase that never converges fails; its broken pods are then
+// force-deleted ("quarantined") so the following phases are judged on their
+// own, and the test stops only when even that does not restore a clean
+// state. The device-deleted phase runs last: it is the most destructive.
+//
+// It ends with a figures table: operations, faults injected (from the
+// simulator's statistics), manager restarts, lost / duplicated / leaked
+// workloads (all must be 0) and per-phase convergence times.
+//
+//	go test ./test/reliability/... -run TestReliability -v                   # quick (< 4 min)
+//	RELIABILITY_MODE=full go test ./test/reliability/... -run TestReliability -v -timeout 30m
+//
+// Environment: RELIABILITY_MODE (unset or "quick", or "full"),
+// RELIABILITY_SEED (repeat a run's random choices; the seed is printed),
+// RELIABILITY_KEEP=1 (keep the temporary directory with every log),
+// K8S_BIN_DIR / KUBEBUILDER_ASSETS as for test/e2e. Missing prerequisites
+// fail the test with the command that provides them; it never skips.
+package reliability
