@@ -62,6 +62,9 @@ type StackConfig struct {
 	// instead of the vk-flightctl-provider ServiceAccount's token. The
 	// default exercises config/rbac as a real deployment would.
 	ManagerAsAdmin bool
+	// KubeletListenAddress is the manager's --kubelet-listen-address;
+	// empty means 127.0.0.1:0 (a free port), so stacks can share a machine.
+	KubeletListenAddress string
 	// Out receives the narration.
 	Out io.Writer
 }
@@ -91,6 +94,14 @@ type Stack struct {
 	procs   map[string]*proc
 	reaper  int
 	started bool
+}
+
+// kubeletListenAddress is where the manager's kubelet API listens.
+func (s *Stack) kubeletListenAddress() string {
+	if s.cfg.KubeletListenAddress != "" {
+		return s.cfg.KubeletListenAddress
+	}
+	return "127.0.0.1:0"
 }
 
 // proc is a process the stack started and reaps.
@@ -399,8 +410,9 @@ func (s *Stack) startManager(ctx context.Context) error {
 			"--metrics-bind-address", "127.0.0.1:" + strconv.Itoa(metrics),
 			"--health-probe-bind-address", "127.0.0.1:" + strconv.Itoa(health),
 			"--namespace", DefaultBindingNamespace,
-			// Advertised on the node only; nothing serves logs or exec.
-			"--kubelet-listen-address", "127.0.0.1:10250",
+			// Port 0: a free port, so several stacks (e2e, bench,
+			// reliability) can run on one machine.
+			"--kubelet-listen-address", s.kubeletListenAddress(),
 		}
 		s.printf("$ KUBECONFIG=%s vk-flightctl-provider %s >%s 2>&1 &\n", kc, strings.Join(args, " "), s.ManagerLog)
 		p, err := s.start(ctx, "manager", s.ManagerLog, []string{"KUBECONFIG=" + kc, "POD_NAMESPACE=" + DefaultBindingNamespace}, s.ManagerBin, args...)

@@ -155,7 +155,7 @@ func (m *managerCtl) spawn(metrics, health int) (*managerProc, error) {
 		"--metrics-bind-address", "127.0.0.1:"+strconv.Itoa(metrics),
 		"--health-probe-bind-address", "127.0.0.1:"+strconv.Itoa(health),
 		"--namespace", quickstart.DefaultBindingNamespace,
-		"--kubelet-listen-address", "127.0.0.1:10250")
+		"--kubelet-listen-address", "127.0.0.1:0")
 	cmd.Dir = m.stateDir
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+filepath.Join(m.stateDir, "manager.kubeconfig"),
 		"POD_NAMESPACE="+quickstart.DefaultBindingNamespace)
