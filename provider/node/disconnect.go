@@ -69,6 +69,7 @@ func (rt *Runtime) trackConnectivity(ctx context.Context) {
 	now := rt.cfg.opts.Now()
 	var disconnected, reconnected, expired []string
 	podsOn := rt.podsByDevice()
+	named := rt.devicesNamedByPods()
 
 	rt.mu.Lock()
 	seen := map[string]bool{}
@@ -105,6 +106,16 @@ func (rt *Runtime) trackConnectivity(ctx context.Context) {
 			expired = append(expired, name)
 		}
 	}
+	// A gone device that no pod names any more (its pods were
+	// rescheduled or deleted) has nothing left to time out; keeping it
+	// would leave it in status.disconnectedDevices for ever.
+	var dropped []string
+	for name := range rt.disconnects.devices {
+		if !seen[name] && len(podsOn[name]) == 0 && !named[name] {
+			dropped = append(dropped, name)
+			delete(rt.disconnects.devices, name)
+		}
+	}
 	downtimes := map[string]time.Duration{}
 	for _, name := range reconnected {
 		downtimes[name] = now.Sub(rt.disconnects.devices[name].since)
@@ -125,6 +136,9 @@ func (rt *Runtime) trackConnectivity(ctx context.Context) {
 		rt.log.Info("Starting reconnection timeout", "device", name, "timeout", timeout.String())
 		disconnectsTotal.WithLabelValues(rt.cfg.binding.Spec.Fleet, "started").Inc()
 	}
+	for _, name := range dropped {
+		rt.log.Info("Device left the fleet and holds no pods; dropping its reconnection timer", "device", name)
+	}
 	for _, name := range reconnected {
 		rt.log.Info("Device reconnected", "device", name, "downtime", downtimes[name].Round(time.Second).String())
 		rt.log.Info("Cancelled reconnection timeout", "device", name)
@@ -137,7 +151,7 @@ func (rt *Runtime) trackConnectivity(ctx context.Context) {
 			rt.reschedule(ctx, p, name)
 		}
 	}
-	if len(disconnected)+len(reconnected)+len(expired) > 0 {
+	if len(disconnected)+len(reconnected)+len(expired)+len(dropped) > 0 {
 		rt.cfg.trigger()
 	}
 	if len(reconnected) > 0 {
@@ -186,6 +200,34 @@ func (rt *Runtime) podsByDevice() map[string][]*corev1.Pod {
 	}
 	for _, ps := range out {
 		sort.Slice(ps, func(i, j int) bool { return ps[i].Namespace+"/"+ps[i].Name < ps[j].Namespace+"/"+ps[j].Name })
+	}
+	return out
+}
+
+// devicesNamedByPods is every device a pod of this node names, in the
+// provider's records or in its flightctl.io/device annotation (a pod a
+// restarted manager has not deployed again yet still counts).
+func (rt *Runtime) devicesNamedByPods() map[string]bool {
+	rt.mu.Lock()
+	lister := rt.podLister
+	out := map[string]bool{}
+	for _, st := range rt.pods {
+		if st.device != "" {
+			out[st.device] = true
+		}
+	}
+	rt.mu.Unlock()
+	if lister == nil {
+		return out
+	}
+	pods, err := lister.List(everything)
+	if err != nil {
+		return out
+	}
+	for _, p := range pods {
+		if dev := p.Annotations[vkv1.AnnotationDevice]; dev != "" && p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed {
+			out[dev] = true
+		}
 	}
 	return out
 }

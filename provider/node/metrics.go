@@ -32,6 +32,14 @@ var (
 		Name: "vk_flightctl_pods",
 		Help: "Pods of a binding's node by phase as last reported to Kubernetes.",
 	}, []string{"fleet", "phase"})
+	deployFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "vk_flightctl_deploy_failures_total",
+		Help: "Workload writes (or placement records) that failed and were left for the status loop to retry.",
+	}, []string{"fleet"})
+	owedPodsGauge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "vk_flightctl_pods_write_pending",
+		Help: "Pods whose latest change has not reached Flightctl yet (retried after each successful poll).",
+	}, []string{"fleet"})
 	orphansRemoved = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "vk_flightctl_orphaned_workloads_removed_total",
 		Help: "Applications removed from devices because their pod was gone.",
@@ -39,7 +47,7 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(statusLoopDuration, placementsTotal, placementFailures, disconnectsTotal, orphansRemoved, devicesGauge, podsGauge)
+	metrics.Registry.MustRegister(statusLoopDuration, placementsTotal, placementFailures, disconnectsTotal, deployFailures, owedPodsGauge, orphansRemoved, devicesGauge, podsGauge)
 }
 
 // podPhases are reported even at zero so dashboards and alerts see them.
@@ -53,11 +61,16 @@ func (rt *Runtime) recordGauges() {
 	devicesGauge.WithLabelValues(fleet, "disconnected").Set(float64(inv.Summary.Disconnected))
 	devicesGauge.WithLabelValues(fleet, "owned").Set(float64(inv.Summary.Owned))
 	counts := map[corev1.PodPhase]int{}
+	owed := 0
 	rt.mu.Lock()
 	for _, st := range rt.pods {
 		counts[st.status.Phase]++
+		if st.owed {
+			owed++
+		}
 	}
 	rt.mu.Unlock()
+	owedPodsGauge.WithLabelValues(fleet).Set(float64(owed))
 	for _, ph := range podPhases {
 		podsGauge.WithLabelValues(fleet, string(ph)).Set(float64(counts[ph]))
 	}
@@ -68,4 +81,5 @@ func (rt *Runtime) forgetGauges() {
 	fleet := rt.cfg.binding.Spec.Fleet
 	devicesGauge.DeletePartialMatch(prometheus.Labels{"fleet": fleet})
 	podsGauge.DeletePartialMatch(prometheus.Labels{"fleet": fleet})
+	owedPodsGauge.DeletePartialMatch(prometheus.Labels{"fleet": fleet})
 }

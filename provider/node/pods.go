@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/virtual-kubelet/virtual-kubelet/errdefs"
 	corev1 "k8s.io/api/core/v1"
@@ -30,7 +31,12 @@ const (
 	EventReplacing        = "Replacing"
 	EventDeployFailed     = "DeployFailed"
 	EventRemoved          = "WorkloadRemoved"
+	EventDeviceGone       = "DeviceGone"
 )
+
+// ReasonDeployRetrying is the waiting reason of a pod's containers while
+// its workload could not be written to Flightctl yet.
+const ReasonDeployRetrying = "DeployRetrying"
 
 // PodConditionDevicePlacement reports placement onto a device: False with
 // reason WaitingForDevice while no device has room.
@@ -65,6 +71,18 @@ type podState struct {
 	status corev1.PodStatus
 	// lastWaitMsg avoids repeating the same FailedScheduling event.
 	lastWaitMsg string
+	// owed: the pod's latest change has not reached Flightctl (the write
+	// failed); the status loop writes it again after each good poll.
+	owed bool
+	// writtenAt is when the last write succeeded; a device listing that
+	// started earlier may not show it yet.
+	writtenAt time.Time
+	// goneDevice is a device Flightctl no longer has (or a fleet took)
+	// that the pod was placed on before it ever ran; placement skips the
+	// stale flightctl.io/device record that still names it.
+	goneDevice string
+	// removed: DeletePod ran; nothing may be written for this pod again.
+	removed bool
 }
 
 func podKey(ns, name string) string { return ns + "/" + name }
@@ -81,7 +99,7 @@ func (rt *Runtime) CreatePod(ctx context.Context, pod *corev1.Pod) error {
 	st = &podState{pod: pod.DeepCopy(), status: corev1.PodStatus{Phase: corev1.PodPending}}
 	rt.pods[key] = st
 	rt.mu.Unlock()
-	return rt.deploy(ctx, st)
+	return rt.owe(st, rt.deploy(ctx, st))
 }
 
 // UpdatePod rewrites the application when what runs changed (Kubernetes
@@ -103,15 +121,57 @@ func (rt *Runtime) UpdatePod(ctx context.Context, pod *corev1.Pod) error {
 	case phaseFailed:
 		return nil
 	case phaseDeployed:
-		return rt.write(ctx, st, true)
+		return rt.owe(st, rt.write(ctx, st, true))
 	default:
-		return rt.deploy(ctx, st)
+		return rt.owe(st, rt.deploy(ctx, st))
 	}
+}
+
+// owe keeps a pod whose change could not reach Flightctl (or the API
+// server) for the status loop to write again, and hides the error from
+// virtual-kubelet: its error path rewrites the pod from a possibly stale
+// copy (erasing the placement record) and, since GetPod then finds the
+// pod, never hands it to the provider again, so the change would be lost.
+func (rt *Runtime) owe(st *podState, err error) error {
+	if err == nil {
+		return nil
+	}
+	pod := rt.snapshotPod(st)
+	rt.mu.Lock()
+	if st.removed {
+		rt.mu.Unlock()
+		return nil
+	}
+	first := !st.owed
+	st.owed = true
+	ran := st.phase == phaseDeployed
+	if !ran {
+		st.status = pendingStatus(pod, ReasonDeployRetrying, fmt.Sprintf("%v; retrying after the next successful Flightctl poll", err))
+	}
+	rt.mu.Unlock()
+	deployFailures.WithLabelValues(rt.cfg.binding.Spec.Fleet).Inc()
+	if first {
+		logging.Warn(rt.log, "Deploying the workload failed; retrying after the next successful Flightctl poll", "pod", podKey(pod.Namespace, pod.Name), "error", err.Error())
+	} else {
+		rt.log.V(1).Info("Deploying the workload failed again", "pod", podKey(pod.Namespace, pod.Name), "error", err.Error())
+	}
+	if !ran {
+		rt.notify(st)
+	}
+	return nil
 }
 
 // deploy places the pod (or finds its recorded device) and writes it.
 func (rt *Runtime) deploy(ctx context.Context, st *podState) error {
 	pod := rt.snapshotPod(st)
+	rt.mu.Lock()
+	gone := st.goneDevice
+	rt.mu.Unlock()
+	if gone != "" && pod.Annotations[vkv1.AnnotationDevice] == gone {
+		// The record names a device the pod never ran on and that is
+		// gone: place afresh (recordPlacement overwrites the record).
+		delete(pod.Annotations, vkv1.AnnotationDevice)
+	}
 	fleet := rt.currentFleet()
 	dec, err := placement.Place(pod, fleet.PlacementDevices(), rt.ledger)
 	if err != nil {
@@ -136,6 +196,7 @@ func (rt *Runtime) deploy(ctx context.Context, st *podState) error {
 	rt.mu.Lock()
 	st.device = dec.Device
 	st.app = translate.AppName(pod)
+	st.goneDevice = ""
 	rt.mu.Unlock()
 	return rt.write(ctx, st, false)
 }
@@ -213,7 +274,9 @@ func (rt *Runtime) write(ctx context.Context, st *podState, isUpdate bool) error
 			rt.fail(st, pod, EventUnsupported, unsupported.Error(), EventUnsupported)
 			return nil
 		}
-		rt.cfg.recorder.Eventf(pod, corev1.EventTypeWarning, EventDeployFailed, "Cannot build the workload for device %s: %v", device, err)
+		if rt.firstTry(st) {
+			rt.cfg.recorder.Eventf(pod, corev1.EventTypeWarning, EventDeployFailed, "Cannot build the workload for device %s (retrying): %v", device, err)
+		}
 		return err
 	}
 	if isUpdate && res.Hash == oldHash {
@@ -226,12 +289,28 @@ func (rt *Runtime) write(ctx context.Context, st *podState, isUpdate bool) error
 	if isUpdate {
 		rt.cfg.recorder.Eventf(pod, corev1.EventTypeNormal, EventReplacing, "Replacing the workload on device %s: the old one stops before the new one starts", device)
 	}
+	rt.mu.Lock()
+	removed := st.removed
+	rt.mu.Unlock()
+	if removed {
+		return nil
+	}
 	out, err := rt.cfg.writer.Apply(ctx, device, change)
 	if err != nil {
-		rt.cfg.recorder.Eventf(pod, corev1.EventTypeWarning, EventDeployFailed, "Writing the workload to device %s failed: %v", device, err)
+		if (flightctl.IsNotFound(err) || flightctl.IsOwnedByFleet(err)) && rt.replaceable(st) {
+			return rt.deviceGone(st, pod, device, err)
+		}
+		if rt.firstTry(st) {
+			rt.cfg.recorder.Eventf(pod, corev1.EventTypeWarning, EventDeployFailed, "Writing the workload to device %s failed (retrying): %v", device, err)
+		}
 		return err
 	}
 	rt.mu.Lock()
+	if st.owed {
+		rt.log.Info("Deferred workload write succeeded", "pod", podKey(pod.Namespace, pod.Name), "device", device)
+	}
+	st.owed = false
+	st.writtenAt = time.Now()
 	st.phase = phaseDeployed
 	st.hash = res.Hash
 	st.liveAt = out.LiveAt
@@ -249,6 +328,42 @@ func (rt *Runtime) write(ctx context.Context, st *podState, isUpdate bool) error
 	rt.notify(st)
 	rt.pollNow()
 	return nil
+}
+
+// firstTry reports whether this is the first attempt at the pod's current
+// change, so a failure is announced once rather than on every retry.
+func (rt *Runtime) firstTry(st *podState) bool {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return !st.owed
+}
+
+// replaceable reports whether a pod may move to another device: it never
+// ran (Kubernetes never saw it Running or Unknown), so no workload of it
+// runs anywhere. Pods that ran stay where they are and follow the
+// disconnection path (Unknown, then rescheduled after the timeout).
+func (rt *Runtime) replaceable(st *podState) bool {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	seen := func(p corev1.PodPhase) bool { return p == corev1.PodRunning || p == corev1.PodUnknown }
+	return st.phase != phaseDeployed && !seen(st.pod.Status.Phase) && !seen(st.status.Phase)
+}
+
+// deviceGone handles a write refused because the pod's device was deleted
+// from Flightctl (or taken by a Flightctl fleet) since the last poll: the
+// device's room is released and the pod is placed again after the next
+// poll, which no longer offers that device.
+func (rt *Runtime) deviceGone(st *podState, pod *corev1.Pod, device string, cause error) error {
+	rt.ledger.Release(placement.PodKey(pod))
+	rt.mu.Lock()
+	st.goneDevice = device
+	st.device = ""
+	rt.mu.Unlock()
+	msg := fmt.Sprintf("Flightctl device %s can no longer take workloads (%v); placing the pod on another device", device, cause)
+	rt.cfg.recorder.Event(pod, corev1.EventTypeWarning, EventDeviceGone, msg)
+	logging.Warn(rt.log, "Device gone before the pod started; placing it again", "pod", podKey(pod.Namespace, pod.Name), "device", device)
+	rt.pollNow()
+	return fmt.Errorf("device %s is gone: %w", device, cause)
 }
 
 // inlineConfig is a Flightctl inline config provider entry named after the
@@ -275,6 +390,7 @@ func (rt *Runtime) DeletePod(ctx context.Context, pod *corev1.Pod) error {
 	st := rt.pods[key]
 	device, app := pod.Annotations[vkv1.AnnotationDevice], translate.AppName(pod)
 	if st != nil {
+		st.removed = true
 		if st.device != "" {
 			device = st.device
 		}

@@ -60,9 +60,12 @@ type Runtime struct {
 	// kick asks the status loop to poll now (after a write).
 	kick chan struct{}
 
-	mu          sync.Mutex
-	pods        map[string]*podState
-	fleet       *inventory.Fleet
+	mu    sync.Mutex
+	pods  map[string]*podState
+	fleet *inventory.Fleet
+	// listedFrom is when the listing behind fleet started: writes that
+	// finished before it show in fleet.
+	listedFrom  time.Time
 	pollErr     error
 	running     bool
 	podLister   corelisters.PodLister
@@ -299,7 +302,7 @@ func (rt *Runtime) syncOnce(ctx context.Context) {
 	}
 	rt.trackConnectivity(ctx)
 	rt.updatePodStatuses()
-	rt.retryWaitingPods(ctx)
+	rt.retryPods(ctx)
 	rt.removeOrphans(ctx)
 	rt.recordGauges()
 	statusLoopDuration.WithLabelValues(rt.cfg.binding.Spec.Fleet).Observe(time.Since(start).Seconds())
@@ -307,6 +310,7 @@ func (rt *Runtime) syncOnce(ctx context.Context) {
 
 // pollDevices lists the binding's devices page by page.
 func (rt *Runtime) pollDevices(ctx context.Context) error {
+	started := time.Now()
 	devs, err := rt.cfg.flight.ListAllDevices(ctx, listOptions(rt.cfg.binding))
 	if err != nil {
 		rt.mu.Lock()
@@ -323,6 +327,7 @@ func (rt *Runtime) pollDevices(ctx context.Context) error {
 	defer rt.mu.Unlock()
 	rt.pollErr = nil
 	rt.fleet = fleet
+	rt.listedFrom = started
 	return nil
 }
 

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"slices"
 	"sort"
 	"time"
 
@@ -97,29 +98,74 @@ func sameStatus(a, b corev1.PodStatus) bool {
 	return equality.Semantic.DeepEqual(strip(a), strip(b))
 }
 
-// retryWaitingPods tries again to place pods that found no room, oldest
-// first, so room that appears goes to the pod that waited longest.
-func (rt *Runtime) retryWaitingPods(ctx context.Context) {
+// retryPods deploys again, oldest first, the pods that found no room and
+// the pods whose last change did not reach Flightctl, and writes again the
+// workloads a device's spec lost (a device deleted and registered again,
+// an application removed by hand). Room that appears goes to the pod that
+// waited longest. It runs only after a successful poll, so placement sees
+// the current devices.
+func (rt *Runtime) retryPods(ctx context.Context) {
+	fleet := rt.currentFleet()
 	rt.mu.Lock()
-	var waiting []*podState
+	listedFrom := rt.listedFrom
+	var todo []*podState
 	for _, st := range rt.pods {
-		if st.phase == phaseWaiting {
-			waiting = append(waiting, st)
+		switch {
+		case st.removed || st.phase == phaseFailed:
+		case st.phase == phaseWaiting:
+			todo = append(todo, st)
+		case st.phase == phaseDeployed && !writable(fleet, st.device):
+			// Unknown while its device is away; written when it is back.
+		case st.owed:
+			todo = append(todo, st)
+		case st.phase == phaseDeployed && lostApp(fleet, st, listedFrom):
+			rt.log.Info("Workload missing from the device's spec; writing it again", "pod", podKey(st.pod.Namespace, st.pod.Name), "device", st.device, "application", st.app)
+			todo = append(todo, st)
 		}
 	}
 	rt.mu.Unlock()
-	sort.Slice(waiting, func(i, j int) bool {
-		a, b := waiting[i].pod.CreationTimestamp, waiting[j].pod.CreationTimestamp
+	sort.Slice(todo, func(i, j int) bool {
+		a, b := todo[i].pod.CreationTimestamp, todo[j].pod.CreationTimestamp
 		if !a.Equal(&b) {
 			return a.Before(&b)
 		}
-		return waiting[i].pod.Name < waiting[j].pod.Name
+		return todo[i].pod.Name < todo[j].pod.Name
 	})
-	for _, st := range waiting {
-		if err := rt.deploy(ctx, st); err != nil {
-			rt.log.Error(err, "Retrying placement failed", "pod", podKey(st.pod.Namespace, st.pod.Name))
+	for _, st := range todo {
+		rt.mu.Lock()
+		deployed := st.phase == phaseDeployed
+		rt.mu.Unlock()
+		var err error
+		if deployed {
+			// Not an update: write even when the content hash is the one
+			// last written, since that write failed or was lost.
+			err = rt.write(ctx, st, false)
+		} else {
+			err = rt.deploy(ctx, st)
 		}
+		_ = rt.owe(st, err)
 	}
+}
+
+// writable reports whether a device is listed and no Flightctl fleet owns
+// it, so a write to it can succeed.
+func writable(fleet *inventory.Fleet, device string) bool {
+	dev, ok := fleet.Get(device)
+	return ok && dev.OwnedBy == ""
+}
+
+// lostApp reports a deployed pod whose application is missing from its
+// device's spec in a listing that started after the pod's last write;
+// rt.mu is held.
+func lostApp(fleet *inventory.Fleet, st *podState, listedFrom time.Time) bool {
+	if st.writtenAt.IsZero() || !st.writtenAt.Before(listedFrom) {
+		return false
+	}
+	dev, ok := fleet.Get(st.device)
+	if !ok {
+		return false
+	}
+	return !slices.Contains(dev.SpecApplications, st.app)
 }
 
 // removeOrphans removes owned applications whose pod is gone, e.g. deleted
