@@ -34,6 +34,12 @@ if [ ${#e2e_pkgs[@]} -gt 0 ]; then
   go test -count=1 -timeout 30m "${e2e_pkgs[@]}" -ginkgo.no-color
 fi
 
+# Faults (5xx, latency, conflicts, an outage, flapping and deleted devices,
+# SIGKILLed managers) while pods churn; every phase must converge with no
+# workload lost, duplicated or leaked. `make test-reliability` is the full run.
+echo "== reliability harness, quick mode (faults and restarts under churn)"
+go test -count=1 -timeout 20m ./test/reliability/... -v 2>&1 | grep -v '^\s*{'
+
 # The benchmark harness in quick mode keeps `make bench` working; its
 # numbers are printed, not asserted (machines are noisy).
 echo "== benchmark harness, quick mode (vk-flightctl vs KWOK)"

@@ -83,6 +83,9 @@ type podState struct {
 	goneDevice string
 	// removed: DeletePod ran; nothing may be written for this pod again.
 	removed bool
+	// removalOwed: removing the application failed; the status loop
+	// retries it (pod then holds the terminating pod).
+	removalOwed bool
 }
 
 func podKey(ns, name string) string { return ns + "/" + name }
@@ -401,7 +404,22 @@ func (rt *Runtime) DeletePod(ctx context.Context, pod *corev1.Pod) error {
 	rt.mu.Unlock()
 	if device != "" {
 		if _, err := rt.cfg.writer.Apply(ctx, device, devicewriter.Change{Name: app}); err != nil {
-			rt.log.Error(err, "Removing the workload failed; the orphan sweep retries", "pod", key, "device", device)
+			// virtual-kubelet retries too, but its backoff grows with each
+			// failure of an outage and gives up after a while; the status
+			// loop retries after each good poll so the pod does not stay
+			// Terminating long after Flightctl is back.
+			rt.mu.Lock()
+			if st == nil || rt.pods[key] != st {
+				st = &podState{device: device, app: app, removed: true}
+				rt.pods[key] = st
+			}
+			st.pod = pod.DeepCopy()
+			first := !st.removalOwed
+			st.removalOwed = true
+			rt.mu.Unlock()
+			if first {
+				logging.Warn(rt.log, "Removing the workload failed; retrying after the next successful Flightctl poll", "pod", key, "device", device, "error", err.Error())
+			}
 			return err
 		}
 		rt.log.Info("Workload removed", "pod", key, "device", device, "application", app)

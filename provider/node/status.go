@@ -109,8 +109,11 @@ func (rt *Runtime) retryPods(ctx context.Context) {
 	rt.mu.Lock()
 	listedFrom := rt.listedFrom
 	var todo []*podState
+	var removals []*corev1.Pod
 	for _, st := range rt.pods {
 		switch {
+		case st.removed && st.removalOwed:
+			removals = append(removals, st.pod)
 		case st.removed || st.phase == phaseFailed:
 		case st.phase == phaseWaiting:
 			todo = append(todo, st)
@@ -124,6 +127,11 @@ func (rt *Runtime) retryPods(ctx context.Context) {
 		}
 	}
 	rt.mu.Unlock()
+	for _, p := range removals {
+		if err := rt.DeletePod(ctx, p); err == nil {
+			rt.log.Info("Deferred workload removal succeeded", "pod", podKey(p.Namespace, p.Name))
+		}
+	}
 	sort.Slice(todo, func(i, j int) bool {
 		a, b := todo[i].pod.CreationTimestamp, todo[j].pod.CreationTimestamp
 		if !a.Equal(&b) {

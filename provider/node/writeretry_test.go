@@ -59,12 +59,16 @@ func hasEvent(reason string) types.GomegaMatcher {
 var _ = Describe("Writes that fail", func() {
 	ctx := context.Background()
 
-	It("are retried once Flightctl is back: a pod created and an image changed during an outage both reach the device", func() {
+	It("are retried once Flightctl is back: a pod created, an image changed and a pod deleted during an outage all reach the device", func() {
 		f := newFixture(ctx, flightctlsim.Options{}, func(b *vkv1.FleetBinding) {
 			b.Spec.ReconnectTimeout = &metav1.Duration{Duration: 10 * time.Second}
 		})
 		Expect(k8sClient.Create(ctx, f.pod("before", "100m", "128Mi"))).To(Succeed())
+		Expect(k8sClient.Create(ctx, f.pod("doomed", "100m", "128Mi"))).To(Succeed())
 		Eventually(f.ready(ctx, "before"), 30*time.Second).Should(BeTrue())
+		Eventually(f.ready(ctx, "doomed"), 30*time.Second).Should(BeTrue())
+		doomed := f.getPod(ctx, "doomed")
+		doomedDev, doomedApp := doomed.Annotations[vkv1.AnnotationDevice], translate.AppName(doomed)
 		before := f.getPod(ctx, "before")
 		beforeDev, beforeApp := before.Annotations[vkv1.AnnotationDevice], translate.AppName(before)
 
@@ -74,6 +78,7 @@ var _ = Describe("Writes that fail", func() {
 		Expect(k8sClient.Create(ctx, f.pod("during", "100m", "128Mi"))).To(Succeed())
 		before.Spec.Containers[0].Image = "nginx:1.27"
 		Expect(k8sClient.Update(ctx, before)).To(Succeed())
+		Expect(k8sClient.Delete(ctx, doomed)).To(Succeed())
 
 		// The failed write is reported, and the pod waits rather than fails.
 		Eventually(f.events(ctx, "during"), 60*time.Second).Should(hasEvent(node.EventDeployFailed))
@@ -95,6 +100,10 @@ var _ = Describe("Writes that fail", func() {
 		Eventually(func() string { return f.appSpec(beforeDev, beforeApp) }, 30*time.Second).Should(ContainSubstring("nginx:1.27"))
 		Eventually(f.ready(ctx, "before"), 30*time.Second).Should(BeTrue())
 		Expect(f.getPod(ctx, "before").UID).To(Equal(before.UID))
+		// The deleted pod's workload is removed and the pod is gone soon
+		// after, not after virtual-kubelet's grown backoff.
+		Eventually(func() []string { return f.apps(doomedDev) }, 30*time.Second).ShouldNot(ContainElement(doomedApp))
+		Eventually(func() bool { return f.getPod(ctx, "doomed") == nil }, 30*time.Second).Should(BeTrue())
 		// Exactly one copy of each.
 		Expect(f.allApps()).To(HaveLen(2))
 	})
