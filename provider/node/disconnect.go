@@ -69,7 +69,8 @@ func (rt *Runtime) trackConnectivity(ctx context.Context) {
 	now := rt.cfg.opts.Now()
 	var disconnected, reconnected, expired []string
 	podsOn := rt.podsByDevice()
-	named := rt.devicesNamedByPods()
+	// Devices a pod still names (nil: not known yet, so none is dropped).
+	named := rt.expectedApps()
 
 	rt.mu.Lock()
 	seen := map[string]bool{}
@@ -111,7 +112,7 @@ func (rt *Runtime) trackConnectivity(ctx context.Context) {
 	// would leave it in status.disconnectedDevices for ever.
 	var dropped []string
 	for name := range rt.disconnects.devices {
-		if !seen[name] && len(podsOn[name]) == 0 && !named[name] {
+		if named != nil && !seen[name] && len(podsOn[name]) == 0 && named[name] == nil {
 			dropped = append(dropped, name)
 			delete(rt.disconnects.devices, name)
 		}
@@ -200,34 +201,6 @@ func (rt *Runtime) podsByDevice() map[string][]*corev1.Pod {
 	}
 	for _, ps := range out {
 		sort.Slice(ps, func(i, j int) bool { return ps[i].Namespace+"/"+ps[i].Name < ps[j].Namespace+"/"+ps[j].Name })
-	}
-	return out
-}
-
-// devicesNamedByPods is every device a pod of this node names, in the
-// provider's records or in its flightctl.io/device annotation (a pod a
-// restarted manager has not deployed again yet still counts).
-func (rt *Runtime) devicesNamedByPods() map[string]bool {
-	rt.mu.Lock()
-	lister := rt.podLister
-	out := map[string]bool{}
-	for _, st := range rt.pods {
-		if st.device != "" {
-			out[st.device] = true
-		}
-	}
-	rt.mu.Unlock()
-	if lister == nil {
-		return out
-	}
-	pods, err := lister.List(everything)
-	if err != nil {
-		return out
-	}
-	for _, p := range pods {
-		if dev := p.Annotations[vkv1.AnnotationDevice]; dev != "" && p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed {
-			out[dev] = true
-		}
 	}
 	return out
 }
