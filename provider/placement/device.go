@@ -50,16 +50,16 @@ func (d Device) usable() bool { return d.OwnedBy == "" }
 // allocatable is the device's cpu and memory room when empty.
 func (d Device) allocatable() amount {
 	return amount{
-		cpu: pick(d.Allocatable, d.Capacity, corev1.ResourceCPU).MilliValue(),
-		mem: pick(d.Allocatable, d.Capacity, corev1.ResourceMemory).Value(),
+		cpu: milliCPU(*pick(d.Allocatable, d.Capacity, corev1.ResourceCPU)),
+		mem: bytesOf(*pick(d.Allocatable, d.Capacity, corev1.ResourceMemory)),
 	}
 }
 
 // capacity is the device's cpu and memory before the reserve.
 func (d Device) capacity() amount {
 	return amount{
-		cpu: pick(d.Capacity, d.Allocatable, corev1.ResourceCPU).MilliValue(),
-		mem: pick(d.Capacity, d.Allocatable, corev1.ResourceMemory).Value(),
+		cpu: milliCPU(*pick(d.Capacity, d.Allocatable, corev1.ResourceCPU)),
+		mem: bytesOf(*pick(d.Capacity, d.Allocatable, corev1.ResourceMemory)),
 	}
 }
 
@@ -150,7 +150,44 @@ type amount struct {
 // amountOf reads cpu and memory from a request or allocatable list,
 // rounding up like the scheduler does.
 func amountOf(rl corev1.ResourceList) amount {
-	return amount{cpu: rl.Cpu().MilliValue(), mem: rl.Memory().Value()}
+	return amount{cpu: milliCPU(*rl.Cpu()), mem: bytesOf(*rl.Memory())}
+}
+
+// maxAmount bounds each resource of one request or one device: 2^52
+// millicores (4.5e12 CPUs) and 2^52 bytes (4 PiB) exceed any device, so
+// a larger request still fits nowhere. Quantity.MilliValue and Value do
+// not saturate (a request of "1e16" CPUs reads as 0 millicores, one of
+// "1e19" bytes as 0), and int64 sums of several huge requests would wrap;
+// the bound keeps every ledger sum of up to 2048 pods exact.
+const maxAmount = int64(1) << 52
+
+var (
+	maxCPUQuantity = *resource.NewMilliQuantity(maxAmount, resource.DecimalSI)
+	maxMemQuantity = *resource.NewQuantity(maxAmount, resource.BinarySI)
+)
+
+// milliCPU is q in millicores, rounded up, within [0, maxAmount]. The API
+// server refuses negative requests; in pods built in code they count as
+// nothing.
+func milliCPU(q resource.Quantity) int64 {
+	switch {
+	case q.Sign() <= 0:
+		return 0
+	case q.Cmp(maxCPUQuantity) >= 0:
+		return maxAmount
+	}
+	return q.MilliValue()
+}
+
+// bytesOf is q in bytes, rounded up, within [0, maxAmount].
+func bytesOf(q resource.Quantity) int64 {
+	switch {
+	case q.Sign() <= 0:
+		return 0
+	case q.Cmp(maxMemQuantity) >= 0:
+		return maxAmount
+	}
+	return q.Value()
 }
 
 func (a amount) plus(b amount) amount  { return amount{cpu: a.cpu + b.cpu, mem: a.mem + b.mem} }

@@ -100,8 +100,8 @@ func (l *Ledger) Reserve(podKey string, dev Device, requests corev1.ResourceList
 	if v, bad := verdict(dev, u, req); bad {
 		return &NoFitError{
 			Reason: v.Reason,
-			Message: fmt.Sprintf("Device %s cannot take pod %s: requested %s; %s",
-				dev.Name, podKey, req, v.Message),
+			Message: fmt.Sprintf("Device %s cannot take pod %s: requested cpu=%s, memory=%s; %s",
+				dev.Name, podKey, requests.Cpu().String(), requests.Memory().String(), v.Message),
 			permanent: !dev.allocatable().covers(req),
 		}
 	}

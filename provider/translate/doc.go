@@ -68,6 +68,15 @@
 // and /run; an empty file volume contains a hidden .vk-flightctl-empty file
 // so that its directory exists.
 //
+// Sizes and quantities Kubernetes accepts but the path to a device does not
+// are refused with *UnsupportedError too, before anything is written: a
+// generated inline file or volume file over MaxInlineFileBytes (Flightctl's
+// limit), an argument or NAME=value over 128 KiB (Linux's MAX_ARG_STRLEN),
+// a memory limit under 1Mi (nothing starts; "500m" is half a byte). CPU
+// limits under 10m are raised to 10m, as the kubelet does, because the
+// kernel enforces no smaller quota; limits beyond any device (over 1M CPUs,
+// over 8 EiB) are left out, which means unlimited.
+//
 // Everything else that is set fails with *UnsupportedError naming the field:
 // initContainers (not yet), ephemeralContainers, hostNetwork/hostPID/hostIPC,
 // privileged, capabilities.add, non-default procMount, seccomp/AppArmor

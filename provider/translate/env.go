@@ -103,6 +103,11 @@ func (t *translator) resolveEnv(ci int, c *corev1.Container) ([]envVar, error) {
 		}
 		set(e.Name, value, field)
 	}
+	for _, e := range out {
+		if err := checkExecString(e.field, fmt.Sprintf("environment variable %s", e.name), len(e.name)+1+len(e.value)); err != nil {
+			return nil, err
+		}
+	}
 	return out, nil
 }
 

@@ -9,7 +9,6 @@ import (
 	"net"
 	"regexp"
 	"sort"
-	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -160,6 +159,9 @@ func ToApplication(pod *corev1.Pod, opts Options) (*Result, error) {
 		app.Inline, err = renderCompose(plan)
 	}
 	if err != nil {
+		return nil, err
+	}
+	if err := checkInlineSizes(plan, app); err != nil {
 		return nil, err
 	}
 	// The validator mirrors the server's checks; failing it here is a bug
@@ -366,6 +368,9 @@ func (t *translator) planContainer(i int, c *corev1.Container) (*containerPlan, 
 			if err := checkText(fmt.Sprintf("%s[%d]", f, j), out[j]); err != nil {
 				return nil, err
 			}
+			if err := checkExecString(fmt.Sprintf("%s[%d]", f, j), "the argument", len(out[j])); err != nil {
+				return nil, err
+			}
 		}
 		return out, nil
 	}
@@ -402,12 +407,11 @@ func planResources(field string, r *corev1.ResourceRequirements, cp *containerPl
 		q := r.Limits[name]
 		switch name {
 		case corev1.ResourceCPU:
-			if milli := q.MilliValue(); milli > 0 {
-				cp.cpus = formatMilli(milli)
-			}
+			cp.cpus = planCPULimit(q)
 		case corev1.ResourceMemory:
-			if b := q.Value(); b > 0 {
-				cp.memory = strconv.FormatInt(b, 10)
+			var err error
+			if cp.memory, err = planMemoryLimit(fmt.Sprintf("%s.limits[%s]", field, name), q); err != nil {
+				return err
 			}
 		default:
 			return unsupported(fmt.Sprintf("%s.limits[%s]", field, name), "only cpu and memory limits can be enforced on devices")

@@ -33,7 +33,7 @@ var quadletTypes = map[string]string{
 //
 //   - the name matches [a-z0-9]([-a-z0-9]*[a-z0-9])? and is at most 253 bytes;
 //   - appType is known, and compose/quadlet applications have inline files
-//     with unique, relative paths;
+//     with unique, relative paths, each at most MaxInlineFileBytes;
 //   - quadlet files sit at the root, have one type section matching their
 //     extension, parse as systemd units with lines under 2048 bytes, a
 //     .container has an Image= naming a registry host, and Pod=/Volume=
@@ -77,6 +77,9 @@ func ValidateApplication(app flightctl.ApplicationSpec) error {
 			return fmt.Errorf("application %s: inline path %q appears twice", app.Name, f.Path)
 		}
 		paths[f.Path] = true
+		if len(f.Content) > MaxInlineFileBytes {
+			return fmt.Errorf("application %s: inline file %q is %d bytes, more than %d", app.Name, f.Path, len(f.Content), MaxInlineFileBytes)
+		}
 		if f.ContentEncoding != "" && f.ContentEncoding != "plain" && f.ContentEncoding != "base64" {
 			return fmt.Errorf("application %s: %s: unknown contentEncoding %q", app.Name, f.Path, f.ContentEncoding)
 		}

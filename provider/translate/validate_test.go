@@ -52,6 +52,8 @@ func TestValidateApplicationMatchesServer(t *testing.T) {
 		{"extension and section disagree", quadlet("p", file("a.pod", okContainer)), "exactly one [Pod]"},
 		{"two type sections", quadlet("p", file("a.container", okContainer+"[Pod]\n")), "exactly one [Container]"},
 		{"duplicate paths", quadlet("p", file("a.container", okContainer), file("a.container", okContainer)), "appears twice"},
+		{"inline file of exactly 1 MiB", quadlet("p", file("a.container", okContainer+comments(MaxInlineFileBytes-len(okContainer)))), ""},
+		{"inline file over 1 MiB", quadlet("p", file("a.container", okContainer+comments(MaxInlineFileBytes-len(okContainer)+1))), "more than 1048576"},
 		{"line too long", quadlet("p", file("a.container", okContainer+"Environment=A="+strings.Repeat("x", 2100)+"\n")), "too long"},
 		{"key outside section", quadlet("p", file("a.container", "Image=x\n"+okContainer)), "outside of a section"},
 		{"garbage line", quadlet("p", file("a.container", okContainer+"garbage\n")), "not a key-value pair"},
@@ -71,6 +73,17 @@ func TestValidateApplicationMatchesServer(t *testing.T) {
 			}
 		})
 	}
+}
+
+// comments is n bytes of comment lines, to give a unit file a size.
+func comments(n int) string {
+	var b strings.Builder
+	for n > 0 {
+		k := min(n, 1000)
+		b.WriteString(strings.Repeat("#", k-1) + "\n")
+		n -= k
+	}
+	return b.String()
 }
 
 func TestParseUnitContinuation(t *testing.T) {

@@ -216,6 +216,14 @@ func (fs *fileSet) add(field, rel string, content []byte, mode *int32, defaultMo
 			return unsupported(field+".path", "%q collides with %q in the same volume", rel, other)
 		}
 	}
+	if n := inlineSize(content); n > MaxInlineFileBytes {
+		how := "as text"
+		if n != len(content) {
+			how = fmt.Sprintf("as base64, because it is binary (%d bytes raw)", len(content))
+		}
+		return unsupported(field, "file %q would be %d bytes in the Flightctl device spec (%s), more than the %d bytes Flightctl accepts in one inline file; ship it in the image or split it",
+			rel, n, how, MaxInlineFileBytes)
+	}
 	fs.files[rel] = VolumeFile{Path: fs.dir + "/" + rel, Content: content, Mode: m}
 	return nil
 }
