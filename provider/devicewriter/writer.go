@@ -178,15 +178,38 @@ func (w *Writer) drain(device string, q *deviceQueue) {
 		q.queued = map[string][]*pending{}
 		w.mu.Unlock()
 
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		res, err := w.write(ctx, device, batch)
-		cancel()
-		for _, ps := range waiters {
+		outcomes := w.writeIsolating(device, batch)
+		for name, ps := range waiters {
 			for _, p := range ps {
-				p.done <- outcome{res: res, err: err}
+				p.done <- outcomes[name]
 			}
 		}
 	}
+}
+
+// writeIsolating writes a batch and returns each change's outcome by
+// application name. When the server refuses the batch as invalid, each
+// change is written alone, so one pod Flightctl refuses cannot keep the
+// other pods of its device from running.
+func (w *Writer) writeIsolating(device string, batch []*pending) map[string]outcome {
+	out := make(map[string]outcome, len(batch))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	res, err := w.write(ctx, device, batch)
+	cancel()
+	if flightctl.IsInvalid(err) && len(batch) > 1 {
+		w.log.V(1).Info("Flightctl refused a batched write; writing its changes one by one", "device", device, "changes", len(batch))
+		for _, p := range batch {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			r, e := w.write(ctx, device, []*pending{p})
+			cancel()
+			out[p.change.Name] = outcome{res: r, err: e}
+		}
+		return out
+	}
+	for _, p := range batch {
+		out[p.change.Name] = outcome{res: res, err: err}
+	}
+	return out
 }
 
 // write applies a batch with read-modify-write, retrying on conflict.

@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/go-logr/logr"
 
@@ -202,5 +204,47 @@ func TestRemovalFromDeletedDeviceIsDone(t *testing.T) {
 	_, err := w.Apply(ctx, "device-2", devicewriter.Change{Name: "vk-new", App: quadlet("vk-new", "docker.io/library/nginx:alpine")})
 	if !flightctl.IsNotFound(err) {
 		t.Fatalf("writing to a deleted device: %v, want NotFound", err)
+	}
+}
+
+func TestRefusedChangeDoesNotBlockItsBatch(t *testing.T) {
+	ctx := context.Background()
+	// Latency keeps the first write in flight while the others queue, so
+	// the refused change is batched with good ones.
+	_, c, w := setup(t, flightctlsim.Faults{Latency: flightctlsim.Duration(100 * time.Millisecond)})
+	// A path over Flightctl's length limit: the server answers 400.
+	bad := &flightctl.ApplicationSpec{Name: "vk-bad", AppType: flightctl.AppTypeQuadlet, Inline: []flightctl.InlineFile{
+		{Path: strings.Repeat("x", 300) + ".container", Content: "[Container]\nImage=docker.io/library/nginx:alpine\n"}}}
+	const n = 10
+	var wg sync.WaitGroup
+	errs := make(map[string]error, n+1)
+	var mu sync.Mutex
+	apply := func(name string, app *flightctl.ApplicationSpec) {
+		defer wg.Done()
+		_, err := w.Apply(ctx, "device-1", devicewriter.Change{Name: name, App: app})
+		mu.Lock()
+		errs[name] = err
+		mu.Unlock()
+	}
+	wg.Add(n + 1)
+	go apply("vk-good00", quadlet("vk-good00", "docker.io/library/nginx:alpine"))
+	time.Sleep(50 * time.Millisecond)
+	go apply("vk-bad", bad)
+	for i := 1; i < n; i++ {
+		name := fmt.Sprintf("vk-good%02d", i)
+		go apply(name, quadlet(name, "docker.io/library/nginx:alpine"))
+	}
+	wg.Wait()
+	if err := errs["vk-bad"]; !flightctl.IsInvalid(err) {
+		t.Fatalf("the refused change got %v, want the server's 400", err)
+	}
+	for name, err := range errs {
+		if name != "vk-bad" && err != nil {
+			t.Errorf("%s failed with its batch: %v", name, err)
+		}
+	}
+	got := appNames(t, c, "device-1")
+	if len(got) != n+1 || slices.Contains(got, "vk-bad") {
+		t.Fatalf("device has %v, want user-app and the %d good applications", got, n)
 	}
 }

@@ -34,6 +34,10 @@ const (
 	EventDeviceGone       = "DeviceGone"
 )
 
+// ReasonRejected is the status reason of a pod whose workload Flightctl
+// refused as invalid.
+const ReasonRejected = "RejectedByFlightctl"
+
 // ReasonDeployRetrying is the waiting reason of a pod's containers while
 // its workload could not be written to Flightctl yet.
 const ReasonDeployRetrying = "DeployRetrying"
@@ -302,6 +306,12 @@ func (rt *Runtime) write(ctx context.Context, st *podState, isUpdate bool) error
 	if err != nil {
 		if (flightctl.IsNotFound(err) || flightctl.IsOwnedByFleet(err)) && rt.replaceable(st) {
 			return rt.deviceGone(st, pod, device, err)
+		}
+		if flightctl.IsInvalid(err) {
+			// The server refused the content itself; the same write can
+			// never succeed, so the pod fails instead of retrying.
+			rt.fail(st, pod, ReasonRejected, fmt.Sprintf("Flightctl refused the workload for device %s: %v", device, err), EventDeployFailed)
+			return nil
 		}
 		if rt.firstTry(st) {
 			rt.cfg.recorder.Eventf(pod, corev1.EventTypeWarning, EventDeployFailed, "Writing the workload to device %s failed (retrying): %v", device, err)

@@ -176,3 +176,27 @@ var _ = Describe("Writes that fail", func() {
 		Eventually(f.disconnectedNames(ctx), 30*time.Second).Should(BeEmpty())
 	})
 })
+
+var _ = Describe("Writes Flightctl refuses", func() {
+	ctx := context.Background()
+
+	It("fail the pod with the server's message instead of retrying, and leave its device's other pods alone", func() {
+		f := newFixture(ctx, flightctlsim.Options{Faults: flightctlsim.Faults{RejectImage: "quay.io/example/refused:1"}}, nil)
+		onDevice := func(p *corev1.Pod) { p.Annotations = map[string]string{vkv1.LabelDeviceID: "device-1"} }
+		Expect(k8sClient.Create(ctx, f.pod("refused", "100m", "128Mi", onDevice, func(p *corev1.Pod) {
+			p.Spec.Containers[0].Image = "quay.io/example/refused:1"
+		}))).To(Succeed())
+		Expect(k8sClient.Create(ctx, f.pod("neighbour", "100m", "128Mi", onDevice))).To(Succeed())
+
+		Eventually(f.phase(ctx, "refused"), 30*time.Second).Should(Equal(corev1.PodFailed))
+		p := f.getPod(ctx, "refused")
+		Expect(p.Status.Reason).To(Equal(node.ReasonRejected))
+		Expect(p.Status.Message).To(ContainSubstring("injected fault"))
+		Eventually(f.events(ctx, "refused"), 10*time.Second).Should(ContainElement(And(HavePrefix(node.EventDeployFailed+": "), ContainSubstring("Flightctl refused"))))
+		Eventually(f.ready(ctx, "neighbour"), 30*time.Second).Should(BeTrue())
+		Expect(f.apps("device-1")).To(Equal([]string{translate.AppName(f.getPod(ctx, "neighbour"))}))
+		// No retry storm: the refused write is not sent again.
+		writes := f.writes()
+		Consistently(f.writes, 3*time.Second, 500*time.Millisecond).Should(Equal(writes))
+	})
+})

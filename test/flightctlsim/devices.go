@@ -241,6 +241,9 @@ func (s *Sim) replaceDevice(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	b, msg := parseDeviceBody(raw)
+	if msg == "" {
+		msg = s.faults.rejected(b.spec)
+	}
 	if msg != "" {
 		writeStatus(w, http.StatusBadRequest, msg)
 		return

@@ -1,6 +1,7 @@
 package flightctlsim
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -30,6 +31,10 @@ type Faults struct {
 	// Unreachable drops every API connection without an answer, as when
 	// the server or the network path to it is down.
 	Unreachable bool `json:"unreachable,omitempty"`
+	// RejectImage makes device replacements whose spec names this image
+	// fail validation (400), modelling content the server refuses that
+	// the client did not foresee.
+	RejectImage string `json:"rejectImage,omitempty"`
 }
 
 // validate rejects nonsensical fault settings.
@@ -130,4 +135,16 @@ func (fs *faultState) conflict() bool {
 		return true
 	}
 	return fs.f.ConflictRate > 0 && fs.rng.Float64() < fs.f.ConflictRate
+}
+
+// rejected returns the validation message for a device spec the
+// RejectImage fault refuses, or "".
+func (fs *faultState) rejected(spec []byte) string {
+	fs.mu.Lock()
+	img := fs.f.RejectImage
+	fs.mu.Unlock()
+	if img == "" || !bytes.Contains(spec, []byte(img)) {
+		return ""
+	}
+	return fmt.Sprintf("spec.applications: image %q is not allowed (injected fault)", img)
 }
