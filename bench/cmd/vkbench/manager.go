@@ -149,6 +149,10 @@ type metricsSnapshot struct {
 	// requests is flightctl_client_requests_total summed by operation
 	// (every binding's client; the label has no fleet).
 	requests map[string]float64
+	// kube is client-go's rest_client_requests_total summed by method:
+	// every Kubernetes request the manager sent (informers' lists and
+	// watches included).
+	kube map[string]float64
 }
 
 // histogram is a Prometheus histogram's cumulative buckets.
@@ -180,7 +184,7 @@ func parseMetrics(r io.Reader) (metricsSnapshot, error) {
 	if err != nil {
 		return metricsSnapshot{}, fmt.Errorf("parsing manager metrics: %w", err)
 	}
-	snap := metricsSnapshot{loop: map[string]histogram{}, requests: map[string]float64{}}
+	snap := metricsSnapshot{loop: map[string]histogram{}, requests: map[string]float64{}, kube: map[string]float64{}}
 	label := func(m *dto.Metric, name string) string {
 		for _, l := range m.GetLabel() {
 			if l.GetName() == name {
@@ -207,6 +211,11 @@ func parseMetrics(r io.Reader) (metricsSnapshot, error) {
 	if f := fams["flightctl_client_requests_total"]; f != nil {
 		for _, m := range f.GetMetric() {
 			snap.requests[label(m, "operation")] += m.GetCounter().GetValue()
+		}
+	}
+	if f := fams["rest_client_requests_total"]; f != nil {
+		for _, m := range f.GetMetric() {
+			snap.kube[label(m, "method")] += m.GetCounter().GetValue()
 		}
 	}
 	return snap, nil
@@ -275,15 +284,28 @@ func loopDelta(before, after metricsSnapshot, fleets []string) loopStats {
 // requestDelta is the manager's Flightctl client requests between two
 // snapshots.
 func requestDelta(before, after metricsSnapshot) (map[string]float64, float64) {
+	return counterDelta(before.requests, after.requests)
+}
+
+func counterDelta(before, after map[string]float64) (map[string]float64, float64) {
 	out := map[string]float64{}
 	total := 0.0
-	for op, v := range after.requests {
-		if d := v - before.requests[op]; d > 0 {
-			out[op] = d
+	for k, v := range after {
+		if d := v - before[k]; d > 0 {
+			out[k] = d
 			total += d
 		}
 	}
 	return out, total
+}
+
+// perPod divides every count by n.
+func perPod(counts map[string]float64, n int) map[string]float64 {
+	out := make(map[string]float64, len(counts))
+	for k, v := range counts {
+		out[k] = v / float64(n)
+	}
+	return out
 }
 
 // ------------------------------------------------------------ pprof

@@ -78,7 +78,7 @@ func summarize(rep *report) {
 			P50: col(func(r phaseResult) float64 { return r.P50 }), P90: col(func(r phaseResult) float64 { return r.P90 }),
 			P99: col(func(r phaseResult) float64 { return r.P99 }), Max: col(func(r phaseResult) float64 { return r.Max }),
 			PodsPerSec: col(func(r phaseResult) float64 { return r.PodsPerSec }), AllReady: col(func(r phaseResult) float64 { return r.AllReady }),
-			Delete: col(func(r phaseResult) float64 { return r.Delete })}
+			Created: col(func(r phaseResult) float64 { return r.Created }), Delete: col(func(r phaseResult) float64 { return r.Delete })}
 	}
 	for _, kind := range []string{"bare", "deployment"} {
 		vk, kw := rep.Medians["vk/"+kind], rep.Medians["kwok/"+kind]
@@ -107,14 +107,14 @@ func printTable(w io.Writer, rep *report) {
 	if len(rep.Runs) > 0 {
 		fmt.Fprintf(w, "\nstart latency: %d pods per phase, %d devices, %d repetition(s) (medians)\n\n", rep.Config.Pods, rep.Config.Devices, rep.Config.Reps)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "phase\ttarget\tp50 s\tp90 s\tp99 s\tmax s\tpods/s\tall Ready s\tdelete s\t")
+		fmt.Fprintln(tw, "phase\ttarget\tp50 s\tp90 s\tp99 s\tmax s\tpods/s\tall created s\tall Ready s\tdelete s\t")
 		for _, kind := range []string{"bare", "deployment"} {
 			for _, t := range []string{"vk", "kwok"} {
 				m := rep.Medians[t+"/"+kind]
-				fmt.Fprintf(tw, "%s\t%s\t%.3f\t%.3f\t%.3f\t%.3f\t%.1f\t%.2f\t%.2f\t\n", kind, t, m.P50, m.P90, m.P99, m.Max, m.PodsPerSec, m.AllReady, m.Delete)
+				fmt.Fprintf(tw, "%s\t%s\t%.3f\t%.3f\t%.3f\t%.3f\t%.1f\t%.2f\t%.2f\t%.2f\t\n", kind, t, m.P50, m.P90, m.P99, m.Max, m.PodsPerSec, m.Created, m.AllReady, m.Delete)
 			}
 			r := rep.Ratios[kind]
-			fmt.Fprintf(tw, "%s\tvk/kwok\t%.2fx\t%.2fx\t%.2fx\t\t%.2fx\t\t\t\n", kind, r["p50"], r["p90"], r["p99"], r["podsPerSecond"])
+			fmt.Fprintf(tw, "%s\tvk/kwok\t%.2fx\t%.2fx\t%.2fx\t\t%.2fx\t\t\t\t\n", kind, r["p50"], r["p90"], r["p99"], r["podsPerSecond"])
 		}
 		_ = tw.Flush()
 		fmt.Fprintf(w, "\nFlightctl API per status pass (steady, %d pods running): %.2f calls, %.0f bytes (%.0f passes in %.1fs, mean %.3fs) %v\n",

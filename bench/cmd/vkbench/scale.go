@@ -276,7 +276,15 @@ ramp:
 	}
 	d0 := b.mgr.sample()
 	dstart := time.Now()
-	if err := deleteAndWait(ctx, b.cs, sel, max(2*time.Minute, time.Duration(cfg.ScalePods/8)*time.Second)); err != nil {
+	names := make([]string, cfg.ScalePods)
+	for i := range names {
+		names[i] = fmt.Sprintf("scale-%05d", i)
+	}
+	err = deletePods(ctx, b.cs, names)
+	if err == nil {
+		err = waitGone(ctx, b.cs, sel, dstart, dstart.Add(max(2*time.Minute, time.Duration(cfg.ScalePods/8)*time.Second)))
+	}
+	if err != nil {
 		res.DeleteError = err.Error()
 		logf("scale: deletion: %v", err)
 	}

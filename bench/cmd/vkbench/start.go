@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -30,7 +31,17 @@ type phaseResult struct {
 	Max        float64 `json:"maxSeconds"`
 	PodsPerSec float64 `json:"podsPerSecond"`
 	AllReady   float64 `json:"allReadySeconds"`
-	Delete     float64 `json:"deleteSeconds"`
+	// Created is when the last create call returned (bare pods) or the
+	// watch saw the last pod appear (Deployment): before that, the pace
+	// is set by the API server and the controllers, not by the node.
+	Created float64 `json:"allCreatedSeconds"`
+	Delete  float64 `json:"deleteSeconds"`
+	// KubeCallsPerPod and FlightctlCallsPerPod are the manager's
+	// Kubernetes requests by method and Flightctl requests by operation
+	// from the first create to the last pod Ready, per pod (vk only;
+	// background traffic of the other bindings included).
+	KubeCallsPerPod      map[string]float64 `json:"managerKubeCallsPerPod,omitempty"`
+	FlightctlCallsPerPod map[string]float64 `json:"managerFlightctlCallsPerPod,omitempty"`
 	// Latencies are the per-pod seconds, sorted, for the chart.
 	Latencies []float64 `json:"-"`
 }
@@ -67,8 +78,21 @@ func (b *bench) runStart(ctx context.Context) error {
 					}
 					prof = b.mgr.startCPUProfile(ctx, dir)
 				}
+				var m0, m1 metricsSnapshot
+				if t.name == "vk" {
+					var err error
+					if m0, err = b.mgr.scrape(ctx); err != nil {
+						return err
+					}
+				}
 				res, err := measure(ctx, b.cs, t.name, t.node, t.selector, kind, cfg.Pods, phaseHooks{
 					ready: func() error {
+						if t.name == "vk" {
+							var err error
+							if m1, err = b.mgr.scrape(ctx); err != nil {
+								return err
+							}
+						}
 						if prof == nil {
 							return nil
 						}
@@ -92,8 +116,13 @@ func (b *bench) runStart(ctx context.Context) error {
 				if err != nil {
 					return fmt.Errorf("rep %d %s %s: %w", r, t.name, kind, err)
 				}
-				logf("rep %d %-4s %-10s p50=%.3fs p90=%.3fs p99=%.3fs max=%.3fs %.1f pods/s (all Ready %.2fs, deleted in %.2fs)",
-					r, t.name, kind, res.P50, res.P90, res.P99, res.Max, res.PodsPerSec, res.AllReady, res.Delete)
+				if t.name == "vk" {
+					kube, _ := counterDelta(m0.kube, m1.kube)
+					fc, _ := requestDelta(m0, m1)
+					res.KubeCallsPerPod, res.FlightctlCallsPerPod = perPod(kube, cfg.Pods), perPod(fc, cfg.Pods)
+				}
+				logf("rep %d %-4s %-10s p50=%.3fs p90=%.3fs p99=%.3fs max=%.3fs %.1f pods/s (all created %.2fs, all Ready %.2fs, deleted in %.2fs)%s",
+					r, t.name, kind, res.P50, res.P90, res.P99, res.Max, res.PodsPerSec, res.Created, res.AllReady, res.Delete, callsText(res))
 				b.rep.Runs = append(b.rep.Runs, res)
 			}
 		}
@@ -249,13 +278,18 @@ func measure(ctx context.Context, cs kubernetes.Interface, target, node string, 
 	start := time.Now()
 	labels := map[string]string{"bench-run": runLabel, "app": "vkbench"}
 	errc := make(chan error, 1)
+	var createdAll time.Time
 	go func() {
 		if kind == "deployment" {
 			_, err := cs.AppsV1().Deployments(benchNS).Create(ctx, deployment("bench-"+target, p, labels, selector), metav1.CreateOptions{})
 			errc <- err
 			return
 		}
-		errc <- createBarePods(ctx, cs, "bench-"+target, p, labels, func(int) string { return node }, &mu, created)
+		err := createBarePods(ctx, cs, "bench-"+target, p, labels, func(int) string { return node }, &mu, created)
+		mu.Lock()
+		createdAll = time.Now()
+		mu.Unlock()
+		errc <- err
 	}()
 
 	timeout := time.After(time.Duration(60+p/2) * time.Second)
@@ -278,6 +312,9 @@ func measure(ctx context.Context, cs kubernetes.Interface, target, node string, 
 			mu.Lock()
 			if _, seen := created[pod.Name]; !seen {
 				created[pod.Name] = now
+				if kind == "deployment" && len(created) == p {
+					createdAll = now
+				}
 			}
 			if _, done := ready[pod.Name]; !done && podReady(pod) {
 				ready[pod.Name] = now
@@ -301,6 +338,11 @@ func measure(ctx context.Context, cs kubernetes.Interface, target, node string, 
 	res.P50, res.P90, res.P99, res.Max = pct(lat, 50), pct(lat, 90), pct(lat, 99), lat[len(lat)-1]
 	res.AllReady = lastReady.Sub(start).Seconds()
 	res.PodsPerSec = float64(p) / res.AllReady
+	mu.Lock()
+	if !createdAll.IsZero() {
+		res.Created = createdAll.Sub(start).Seconds()
+	}
+	mu.Unlock()
 	if hooks.during != nil {
 		if err := hooks.during(); err != nil {
 			return res, err
@@ -334,10 +376,31 @@ func deleteDeployment(ctx context.Context, cs kubernetes.Interface, name string)
 // left.
 func deleteAndWait(ctx context.Context, cs kubernetes.Interface, sel string, timeout time.Duration) error {
 	dstart := time.Now()
-	if err := cs.CoreV1().Pods(benchNS).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{LabelSelector: sel}); err != nil {
-		return err
-	}
 	deadline := time.Now().Add(timeout)
+	// The API server deletes a collection one pod at a time
+	// (--delete-collection-workers 1) and gives up after its request
+	// timeout (60 s), which thousands of pods exceed; the pods it reached
+	// stay deleted, so the call is repeated until it completes.
+	for {
+		err := cs.CoreV1().Pods(benchNS).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{LabelSelector: sel})
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil || time.Now().After(deadline) {
+			return fmt.Errorf("deleting pods %s: %w", sel, err)
+		}
+		logf("deleting pods %s: %v (repeating)", sel, err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+	return waitGone(ctx, cs, sel, dstart, deadline)
+}
+
+// waitGone polls until no pod matches sel.
+func waitGone(ctx context.Context, cs kubernetes.Interface, sel string, dstart, deadline time.Time) error {
 	for {
 		// One item is enough to know pods are left; a full list of
 		// thousands of pods every 250 ms would load the API server the
@@ -456,4 +519,51 @@ func median(v []float64) float64 {
 		return s[len(s)/2]
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// callsText is the manager's per-pod API calls for the log line.
+func callsText(r phaseResult) string {
+	if r.KubeCallsPerPod == nil {
+		return ""
+	}
+	return fmt.Sprintf("; manager calls per pod: kube %s, flightctl %s", fmtCounts(r.KubeCallsPerPod), fmtCounts(r.FlightctlCallsPerPod))
+}
+
+func fmtCounts(m map[string]float64) string {
+	var parts []string
+	for _, k := range sortedKeys(m) {
+		parts = append(parts, fmt.Sprintf("%s=%.2f", k, m[k]))
+	}
+	return "{" + strings.Join(parts, " ") + "}"
+}
+
+// deletePods deletes the named pods with 32 concurrent clients, as
+// createBarePods creates them, so that deleting thousands of pods measures
+// the nodes rather than the API server's one-worker collection deletion.
+func deletePods(ctx context.Context, cs kubernetes.Interface, names []string) error {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 32)
+	var mu sync.Mutex
+	var firstErr error
+	for _, name := range names {
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(name string) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			err := cs.CoreV1().Pods(benchNS).Delete(ctx, name, metav1.DeleteOptions{})
+			if err != nil && !apierrors.IsNotFound(err) {
+				mu.Lock()
+				if firstErr == nil {
+					firstErr = err
+				}
+				mu.Unlock()
+			}
+		}(name)
+	}
+	wg.Wait()
+	return firstErr
 }
