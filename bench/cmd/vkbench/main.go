@@ -7,7 +7,7 @@
 //   - start: pod creation-to-Ready latency (p50/p90/p99) and throughput
 //     for bare pods (nodeName set) and a Deployment (nodeSelector), on vk
 //     and KWOK, repeated -reps times (medians), plus Flightctl API calls
-//     per status poll; -pprof captures the manager's CPU profile during
+//     per status pass; -pprof captures the manager's CPU profile during
 //     the first vk bare-pod run; a PNG of the latency CDFs is written;
 //   - churn: a rolling image update of a P-replica Deployment and its
 //     deletion, on vk and KWOK: time until every pod runs the new image
@@ -17,7 +17,8 @@
 //     device;
 //   - scale (vk only): S bare pods over N devices in B FleetBindings:
 //     manager peak RSS and CPU seconds, status loop duration, Flightctl
-//     API calls and bytes per poll and per pod.
+//     API calls and bytes per status pass and per pod (-pprof: a CPU
+//     profile of the steady window).
 //
 // It reuses test/quickstart.Stack for the control plane, the default
 // simulator, the manager and its RBAC, then starts its own simulators
@@ -92,8 +93,8 @@ type config struct {
 	ScalePods     int `json:"scalePods"`
 	ScaleDevices  int `json:"scaleDevices"`
 	ScaleBindings int `json:"scaleBindings"`
-	// Pprof captures a CPU profile of the manager during the first vk
-	// bare-pod run.
+	// Pprof captures CPU profiles of the manager during the first vk
+	// bare-pod run and the scale workload's steady window.
 	Pprof bool `json:"pprof"`
 }
 
@@ -118,7 +119,7 @@ func main() {
 	flag.IntVar(&cfg.ScalePods, "scale-pods", 0, "pods of the scale workload (default 100 quick, 10000 full)")
 	flag.IntVar(&cfg.ScaleDevices, "scale-devices", 0, "devices of the scale workload (default 20 quick, 1000 full)")
 	flag.IntVar(&cfg.ScaleBindings, "scale-bindings", 0, "FleetBindings the scale workload spreads devices and pods over (default 2 quick, 10 full)")
-	flag.BoolVar(&cfg.Pprof, "pprof", os.Getenv("BENCH_PPROF") == "1", "capture a CPU profile of the manager during the first vk bare-pod run (BENCH_PPROF=1)")
+	flag.BoolVar(&cfg.Pprof, "pprof", os.Getenv("BENCH_PPROF") == "1", "capture CPU profiles of the manager during the first vk bare-pod run and the scale workload's steady window (BENCH_PPROF=1)")
 	flag.Parse()
 	def := func(v *int, quick, full int) {
 		if *v <= 0 {
@@ -154,8 +155,8 @@ func main() {
 		fmt.Fprintf(os.Stderr, "vkbench: -scale-bindings %d exceeds -scale-devices %d: every binding needs a device\n", cfg.ScaleBindings, cfg.ScaleDevices)
 		os.Exit(2)
 	}
-	if cfg.Pprof && !cfg.runs(wlStart) {
-		fmt.Fprintln(os.Stderr, "vkbench: -pprof profiles the start workload's vk bare-pod run: add start to -workloads")
+	if cfg.Pprof && !cfg.runs(wlStart) && !cfg.runs(wlScale) {
+		fmt.Fprintln(os.Stderr, "vkbench: -pprof profiles the start workload's vk bare-pod run and the scale workload's steady window: add start or scale to -workloads")
 		os.Exit(2)
 	}
 

@@ -158,6 +158,12 @@ func printTable(w io.Writer, rep *report) {
 		fmt.Fprintf(w, "  Flightctl API: %.2f calls and %.0f bytes per status pass of one binding (steady); %.2f calls (%.2f writes) and %.0f bytes per pod created; %.2f calls per pod deleted\n",
 			s.SteadyCallsPerPoll, s.SteadyBytesPerPoll, s.RampCallsPerPod, s.RampWritesPod, s.RampBytesPerPod, s.DeleteCallsPerPod)
 		fmt.Fprintf(w, "  ramp requests %v\n", s.RampRequests)
+		if p := s.Profile; p != nil {
+			fmt.Fprintf(w, "  manager CPU profile of the steady window (%.1fs, %s):\n", p.WindowSeconds, p.Profile)
+			for _, l := range p.TopLines {
+				fmt.Fprintf(w, "    %s\n", l)
+			}
+		}
 	}
 	fmt.Fprintf(w, "\nmanager at the end: VmHWM %d MiB, VmRSS %d MiB, CPU %.1fs\n", rep.Manager.VmHWMKiB/1024, rep.Manager.VmRSSKiB/1024, rep.Manager.CPUSeconds)
 	if p := rep.Profile; p != nil {

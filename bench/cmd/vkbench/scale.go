@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -64,6 +66,9 @@ type scaleResult struct {
 	// (flightctl_client_requests_total, every binding of every simulator)
 	// over the ramp, a cross-check of RampRequests.
 	ClientRequestsRamp map[string]float64 `json:"managerClientRequestsRamp"`
+	// Profile is the manager's CPU profile over the steady window
+	// (-pprof only).
+	Profile *profileResult `json:"cpuProfileSteady,omitempty"`
 }
 
 // scaleSimConfig generates the scale devices: binding i gets devices
@@ -243,10 +248,30 @@ ramp:
 	}
 	s0 := b.mgr.sample()
 	wStart := time.Now()
+	// With -pprof the steady window is profiled too: at scale the status
+	// passes, not pod start-up, are what costs CPU.
+	var prof *cpuProfiler
+	if cfg.Pprof {
+		dir := filepath.Join(b.state, "pprof-scale")
+		_ = os.RemoveAll(dir)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		prof = b.mgr.startCPUProfile(ctx, dir)
+	}
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-time.After(window):
+	}
+	if prof != nil {
+		out := filepath.Join(resultsDir(b.root), b.rep.Time.Format("20060102T150405Z")+"-manager-cpu-scale-steady.pb.gz")
+		pr, err := prof.finish(ctx, out)
+		if err != nil {
+			return err
+		}
+		res.Profile = &pr
+		logf("scale: manager CPU profile of the steady window (%.1fs): %s", pr.WindowSeconds, pr.Top)
 	}
 	st, err = sim.stats(ctx)
 	if err != nil {
