@@ -89,10 +89,11 @@ test-e2e: k8s-binaries-all ## Run the end-to-end suite (real local control plane
 	$(GO) test -count=1 -timeout 30m ./test/e2e/... -ginkgo.no-color -ginkgo.v
 
 BENCH_QUICK ?=
+BENCH_PPROF ?=
 
 .PHONY: bench
-bench: k8s-binaries-all kwok ## Start latency and throughput of vk-flightctl vs KWOK on one control plane (BENCH_QUICK=1: 20 pods/4 devices; else 500 pods/100 devices x3).
-	BENCH_QUICK=$(BENCH_QUICK) $(GO) run ./bench/cmd/vkbench
+bench: k8s-binaries-all kwok ## vk-flightctl vs KWOK: start latency (x3, medians), rolling update, disconnect, 10k pods/1k devices (BENCH_QUICK=1: small sizes; BENCH_PPROF=1: manager CPU profile). See bench/README.md.
+	BENCH_QUICK=$(BENCH_QUICK) BENCH_PPROF=$(BENCH_PPROF) $(GO) run ./bench/cmd/vkbench
 
 ##@ Build
 

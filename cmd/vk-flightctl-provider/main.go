@@ -38,6 +38,7 @@ func run() error {
 	var devLogs bool
 	flag.StringVar(&opts.MetricsAddr, "metrics-bind-address", opts.MetricsAddr, "address of the /metrics endpoint (\"0\" disables it)")
 	flag.StringVar(&opts.ProbeAddr, "health-probe-bind-address", opts.ProbeAddr, "address of the /healthz and /readyz endpoints")
+	flag.StringVar(&opts.PprofAddr, "pprof-bind-address", opts.PprofAddr, "loopback address of the net/http/pprof endpoints (/debug/pprof/), e.g. 127.0.0.1:6060; empty (default) disables profiling")
 	flag.BoolVar(&opts.LeaderElection, "leader-elect", opts.LeaderElection, "elect a leader so only one replica registers nodes and writes to Flightctl")
 	flag.StringVar(&opts.LeaderElectionID, "leader-election-id", opts.LeaderElectionID, "name of the leader election Lease")
 	flag.StringVar(&opts.Namespace, "namespace", opts.Namespace, "namespace of the vk-flightctl-config ConfigMap and the leader Lease (default $POD_NAMESPACE, else default)")
@@ -50,6 +51,9 @@ func run() error {
 	flag.IntVar(&verbosity, "v", 0, "log verbosity (0 info, 1 debug, 2 trace)")
 	flag.BoolVar(&devLogs, "dev-logs", false, "human-readable console logs instead of JSON")
 	flag.Parse()
+	if err := manager.CheckPprofAddr(opts.PprofAddr); err != nil {
+		return err
+	}
 
 	logger, zl := logging.New(logging.Options{Verbosity: verbosity, Development: devLogs})
 	defer func() { _ = zl.Sync() }()
@@ -67,6 +71,7 @@ func run() error {
 		Scheme:                  scheme,
 		Metrics:                 metricsserver.Options{BindAddress: opts.MetricsAddr},
 		HealthProbeBindAddress:  opts.ProbeAddr,
+		PprofBindAddress:        opts.PprofAddr,
 		LeaderElection:          opts.LeaderElection,
 		LeaderElectionID:        opts.LeaderElectionID,
 		LeaderElectionNamespace: opts.Namespace,

@@ -28,6 +28,9 @@ type Options struct {
 	MetricsAddr string
 	// ProbeAddr is the health probe listen address.
 	ProbeAddr string
+	// PprofAddr is where net/http/pprof listens; empty (the default)
+	// disables it. CheckPprofAddr keeps it on loopback.
+	PprofAddr string
 	// LeaderElection turns on leader election.
 	LeaderElection bool
 	// LeaderElectionID names the Lease.
@@ -121,6 +124,30 @@ func Setup(mgr ctrl.Manager, o Options, logger logr.Logger) error {
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the FleetBinding controller: %w", err)
+	}
+	return nil
+}
+
+// CheckPprofAddr accepts an empty address (profiling off) or a loopback
+// host:port. Profiles expose heap contents and can cost CPU, so they are
+// never served on a routable interface; kubectl port-forward reaches a
+// loopback listener inside the pod.
+func CheckPprofAddr(addr string) error {
+	if addr == "" {
+		return nil
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("--pprof-bind-address %q: want host:port, e.g. 127.0.0.1:6060: %w", addr, err)
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Errorf("--pprof-bind-address %q: bad port %q", addr, port)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("--pprof-bind-address %q: profiles must stay on loopback (127.0.0.1 or ::1), not %q; use kubectl port-forward to reach them", addr, host)
 	}
 	return nil
 }

@@ -65,6 +65,9 @@ type StackConfig struct {
 	// KubeletListenAddress is the manager's --kubelet-listen-address;
 	// empty means 127.0.0.1:0 (a free port), so stacks can share a machine.
 	KubeletListenAddress string
+	// ManagerArgs are appended to the manager's command line (the bench
+	// passes --pprof-bind-address to profile it).
+	ManagerArgs []string
 	// Out receives the narration.
 	Out io.Writer
 }
@@ -414,6 +417,7 @@ func (s *Stack) startManager(ctx context.Context) error {
 			// reliability) can run on one machine.
 			"--kubelet-listen-address", s.kubeletListenAddress(),
 		}
+		args = append(args, s.cfg.ManagerArgs...)
 		s.printf("$ KUBECONFIG=%s vk-flightctl-provider %s >%s 2>&1 &\n", kc, strings.Join(args, " "), s.ManagerLog)
 		p, err := s.start(ctx, "manager", s.ManagerLog, []string{"KUBECONFIG=" + kc, "POD_NAMESPACE=" + DefaultBindingNamespace}, s.ManagerBin, args...)
 		if err != nil {
