@@ -14,7 +14,7 @@ if [ -d test/e2e ]; then e2e_pkgs=(./test/e2e/...); fi
 
 # Packages without an API server run with the race detector: placement, the
 # device writer and the simulator are concurrent by design.
-unit=$(go list ./... | grep -v -e '/controllers$' -e '/provider/node$' -e '/test/e2e' -e '/test/reliability' -e '/bench')
+unit=$(go list ./... | grep -v -e '/controllers$' -e '/provider/node$' -e '/test/e2e' -e '/test/reliability')
 echo "== unit, contract and fuzz-corpus tests (race detector on)"
 # shellcheck disable=SC2086
 go test -count=1 -race -timeout 20m $unit
