@@ -47,6 +47,7 @@ func run() error {
 	flag.StringVar(&opts.KubeletCertFile, "kubelet-tls-cert-file", "", "kubelet API serving certificate (PEM); empty: self-signed")
 	flag.StringVar(&opts.KubeletKeyFile, "kubelet-tls-key-file", "", "kubelet API serving key (PEM)")
 	flag.StringVar(&opts.KubeletClientCAFile, "kubelet-client-ca-file", "", "CA that signs kubelet API client certificates (the API server's --kubelet-client-certificate); empty: bearer tokens only")
+	flag.IntVar(&opts.PodSyncWorkers, "pod-sync-workers", opts.PodSyncWorkers, "pods of one virtual node placed and written to Flightctl at once")
 	flag.DurationVar(&opts.GracefulShutdown, "graceful-shutdown-timeout", opts.GracefulShutdown, "how long to wait for controllers and nodes to stop")
 	flag.IntVar(&verbosity, "v", 0, "log verbosity (0 info, 1 debug, 2 trace)")
 	flag.BoolVar(&devLogs, "dev-logs", false, "human-readable console logs instead of JSON")

@@ -49,6 +49,9 @@ type Options struct {
 	// KubeletClientCAFile verifies client certificates of kubelet API
 	// callers (the API server's kubelet client certificate).
 	KubeletClientCAFile string
+	// PodSyncWorkers is each virtual node's pod worker count: how many
+	// pods of one node are placed and written at once.
+	PodSyncWorkers int
 	// GracefulShutdown bounds how long stopping may take.
 	GracefulShutdown time.Duration
 	// ClientOptions tune every Flightctl client (tests shorten timeouts).
@@ -69,6 +72,7 @@ func DefaultOptions() Options {
 		EnableNodes:       true,
 		KubeletListenAddr: "127.0.0.1:10250",
 		GracefulShutdown:  30 * time.Second,
+		PodSyncWorkers:    node.DefaultPodSyncWorkers,
 	}
 }
 
@@ -102,7 +106,7 @@ func Setup(mgr ctrl.Manager, o Options, logger logr.Logger) error {
 		if err != nil {
 			return err
 		}
-		nodes := node.NewManager(kube, mgr.GetAPIReader(), mgr.GetScheme(), logger.WithName("node"), node.Options{InternalIP: host})
+		nodes := node.NewManager(kube, mgr.GetAPIReader(), mgr.GetScheme(), logger.WithName("node"), node.Options{InternalIP: host, PodSyncWorkers: o.PodSyncWorkers})
 		kubelet, err := kubeletapi.New(kubeletapi.Options{
 			Addr: o.KubeletListenAddr, CertFile: o.KubeletCertFile, KeyFile: o.KubeletKeyFile,
 			ClientCAFile: o.KubeletClientCAFile, Kube: kube, Pods: nodes, Log: logger.WithName("kubelet-api"),

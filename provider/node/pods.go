@@ -338,7 +338,14 @@ func (rt *Runtime) write(ctx context.Context, st *podState, isUpdate bool) error
 		rt.cfg.recorder.Event(pod, corev1.EventTypeWarning, "MissingOptionalReference", w)
 	}
 	rt.log.Info("Workload deployed", "pod", podKey(pod.Namespace, pod.Name), "device", device, "application", app, "update", isUpdate)
-	rt.notify(st)
+	// A new pod's first status comes from the poll this write asks for,
+	// usually Running already: reporting "waiting for the device" first
+	// would cost one more pod status write per pod start. A pod that
+	// already showed something (waiting for room, retrying, running the
+	// old image) is told at once that this changed.
+	if len(prev.ContainerStatuses) > 0 || prev.Phase != corev1.PodPending {
+		rt.notify(st)
+	}
 	rt.pollNow()
 	return nil
 }
@@ -399,6 +406,11 @@ func inlineConfig(app string, files []translate.VolumeFile) json.RawMessage {
 // a deleted pod is gone in seconds rather than after its grace period.
 func (rt *Runtime) DeletePod(ctx context.Context, pod *corev1.Pod) error {
 	key := podKey(pod.Namespace, pod.Name)
+	if _, done := rt.removedUIDs.Get(pod.UID); done {
+		// virtual-kubelet hands a deleted pod over again (e.g. once its
+		// grace period is zero); its workload is already gone.
+		return nil
+	}
 	rt.mu.Lock()
 	st := rt.pods[key]
 	device, app := pod.Annotations[vkv1.AnnotationDevice], translate.AppName(pod)
@@ -436,6 +448,7 @@ func (rt *Runtime) DeletePod(ctx context.Context, pod *corev1.Pod) error {
 		rt.cfg.recorder.Eventf(pod, corev1.EventTypeNormal, EventRemoved, "Removed the workload from device %s", device)
 	}
 	rt.ledger.Release(placement.PodKey(pod))
+	rt.removedUIDs.Add(pod.UID, struct{}{}, 10*time.Minute)
 	rt.mu.Lock()
 	if cur := rt.pods[key]; cur == st {
 		delete(rt.pods, key)

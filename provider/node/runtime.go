@@ -11,6 +11,7 @@ import (
 	"github.com/virtual-kubelet/virtual-kubelet/node/nodeutil"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	utilcache "k8s.io/apimachinery/pkg/util/cache"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
@@ -65,7 +66,12 @@ type Runtime struct {
 	fleet *inventory.Fleet
 	// listedFrom is when the listing behind fleet started: writes that
 	// finished before it show in fleet.
-	listedFrom  time.Time
+	listedFrom time.Time
+	// lastSweep is when the orphan sweep last ran (status loop only).
+	lastSweep time.Time
+	// removedUIDs remembers pods whose workload is already removed:
+	// virtual-kubelet hands a deleted pod over more than once.
+	removedUIDs *utilcache.LRUExpireCache
 	pollErr     error
 	running     bool
 	podLister   corelisters.PodLister
@@ -84,6 +90,8 @@ func newRuntime(cfg runtimeConfig) (*Runtime, error) {
 		log:      cfg.log,
 		kick:     make(chan struct{}, 1),
 		pods:     map[string]*podState{},
+		// Enough for a large node's mass deletion; entries expire anyway.
+		removedUIDs: utilcache.NewLRUExpireCache(4096),
 	}
 	rt.disconnects = newDisconnectTracker(cfg.binding.Status.DisconnectedDevices, cfg.settings.ReconnectTimeout)
 	return rt, nil
@@ -273,22 +281,31 @@ func (rt *Runtime) statusLoop(ctx context.Context) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
+		start := time.Now()
 		rt.syncOnce(ctx)
+		took := time.Since(start)
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		case <-rt.kick:
-			// Coalesce bursts of kicks (many pods written at once) into
-			// one poll shortly after.
+			// A write asks for an early poll so the pod turns Running
+			// soon. Waiting a little coalesces a burst of writes into one
+			// poll, and waiting at least as long as the last poll took
+			// keeps a large fleet's listing from running back to back.
 			select {
 			case <-ctx.Done():
 				return
-			case <-time.After(200 * time.Millisecond):
+			case <-time.After(max(minKickDelay, took)):
 			}
 		}
 	}
 }
+
+// minKickDelay is the shortest wait between a write and the poll it asks
+// for. Every pod start waits for that poll, so it is short; `make bench`
+// showed the former 200 ms as a floor on start latency.
+const minKickDelay = 50 * time.Millisecond
 
 // syncOnce is one status poll: devices, node, pods, timers, orphans.
 func (rt *Runtime) syncOnce(ctx context.Context) {
@@ -303,7 +320,10 @@ func (rt *Runtime) syncOnce(ctx context.Context) {
 	rt.trackConnectivity(ctx)
 	rt.updatePodStatuses()
 	rt.retryPods(ctx)
-	rt.removeOrphans(ctx)
+	if time.Since(rt.lastSweep) >= orphanSweepEvery {
+		rt.removeOrphans(ctx)
+		rt.lastSweep = time.Now()
+	}
 	rt.recordGauges()
 	statusLoopDuration.WithLabelValues(rt.cfg.binding.Spec.Fleet).Observe(time.Since(start).Seconds())
 }

@@ -8,6 +8,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/types"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	vkv1 "github.com/vk-flightctl/vk-flightctl/api/v1alpha1"
@@ -176,6 +177,13 @@ func lostApp(fleet *inventory.Fleet, st *podState, listedFrom time.Time) bool {
 	return !slices.Contains(dev.SpecApplications, st.app)
 }
 
+// orphanSweepEvery spaces out orphan sweeps. Orphans are rare (a pod
+// deleted while the manager was down, a failed removal) and deletions
+// remove their own workloads, while a sweep compares every pod of every
+// node of the manager with every device: at 10,000 pods it was the largest
+// share of a poll's CPU.
+const orphanSweepEvery = 5 * time.Second
+
 // removeOrphans removes owned applications whose pod is gone, e.g. deleted
 // while the manager was down, or rescheduled after a device timeout. A
 // device that comes back then does not run a second copy.
@@ -223,10 +231,19 @@ func (rt *Runtime) expectedApps() map[string]map[string]bool {
 		}
 		out[dev][app] = true
 	}
+	// Application names are a hash of the pod's name: reuse the ones
+	// already computed rather than hash every pod on every sweep.
+	known := make(map[types.UID]string, len(rt.pods))
 	for _, st := range rt.pods {
-		if st.device != "" {
-			add(st.device, translate.AppName(st.pod))
+		if st.device == "" {
+			continue
 		}
+		app := st.app
+		if app == "" {
+			app = translate.AppName(st.pod)
+		}
+		known[st.pod.UID] = app
+		add(st.device, app)
 	}
 	rt.mu.Unlock()
 	if lister == nil {
@@ -238,7 +255,11 @@ func (rt *Runtime) expectedApps() map[string]map[string]bool {
 	}
 	for _, p := range pods {
 		if dev := p.Annotations[vkv1.AnnotationDevice]; dev != "" && p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed {
-			add(dev, translate.AppName(p))
+			app, ok := known[p.UID]
+			if !ok {
+				app = translate.AppName(p)
+			}
+			add(dev, app)
 		}
 	}
 	return out
