@@ -140,7 +140,7 @@ type harness struct {
 	kube    kubernetes.Interface
 	dyn     dynamic.Interface
 	sim     *simClient
-	mgr     *managerCtl
+	mgr     managers
 	model   *model
 	churn   *churner
 	watcher *nodeWatcher
@@ -247,8 +247,9 @@ func setUp(t *testing.T, m mode) *harness {
 			t.Errorf("stopping the stack: %v", err)
 		}
 	})
-	h.mgr = newManagerCtl(h.stack, stateDir)
-	t.Cleanup(h.mgr.stopAll) // before the control plane goes down
+	// Stack.Down stops every manager process, also those the phases
+	// started, before it takes the control plane down.
+	h.mgr = managers{stack: h.stack}
 
 	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
 	defer cancel()
@@ -891,7 +892,7 @@ func (h *harness) restartManager(ctx context.Context, r *phaseResult) (time.Time
 		if err := h.pause(ctx, h.between([2]time.Duration{500 * time.Millisecond, 4 * time.Second})); err != nil {
 			return time.Time{}, err
 		}
-		pid, err := h.mgr.kill()
+		pid, err := h.mgr.kill(quickstart.DefaultManager)
 		if err != nil {
 			return time.Time{}, err
 		}
@@ -902,7 +903,7 @@ func (h *harness) restartManager(ctx context.Context, r *phaseResult) (time.Time
 		if err := h.pause(ctx, h.between([2]time.Duration{0, 1500 * time.Millisecond})); err != nil {
 			return time.Time{}, err
 		}
-		if offset, err = h.mgr.start(ctx); err != nil {
+		if offset, _, err = h.mgr.start(ctx, quickstart.ManagerOptions{}); err != nil {
 			return time.Time{}, fmt.Errorf("restarting the manager: %w\n%s", err, quickstart.TailFile(h.stack.ManagerLog, 30))
 		}
 	}
