@@ -101,6 +101,18 @@ func (m *model) releaseSentinels() {
 	}
 }
 
+// hold keeps the churn away from these bare pods until the next phase, as
+// from sentinels, so what happens to them is the product's doing.
+func (m *model) hold(names []string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, n := range names {
+		if b := m.bare[n]; b != nil {
+			b.sentinel = true
+		}
+	}
+}
+
 // forget drops bare pods that vanished for a documented reason (a
 // DeviceTimeout reschedule deletes bare pods).
 func (m *model) forget(names []string) {

@@ -17,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
@@ -100,13 +101,23 @@ func loadMode(t *testing.T) mode {
 
 func TestReliability(t *testing.T) {
 	m := loadMode(t)
-	if dl, ok := t.Deadline(); ok && m.name == "full" && time.Until(dl) < 20*time.Minute {
-		t.Fatalf("RELIABILITY_MODE=full runs 10-15 minutes but go test gives it %s: pass -timeout 30m", time.Until(dl).Round(time.Second))
+	want, err := selectPhases(os.Getenv("RELIABILITY_PHASES"), phaseNames(m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dl, ok := t.Deadline(); ok && m.name == "full" && want == nil && time.Until(dl) < 25*time.Minute {
+		t.Fatalf("RELIABILITY_MODE=full runs 15-20 minutes but go test gives it %s: pass -timeout 40m", time.Until(dl).Round(time.Second))
 	}
 	h := setUp(t, m)
 	defer h.printFigures()
+	if want != nil {
+		h.logf("RELIABILITY_PHASES=%s: running only those phases", os.Getenv("RELIABILITY_PHASES"))
+	}
 
 	for _, ph := range h.phases() {
+		if want != nil && !want[ph.name] {
+			continue
+		}
 		r := h.runPhase(ph)
 		if r.fatal {
 			t.Fatalf("phase %s left the system broken (see above); later phases would only repeat this failure", ph.name)
@@ -150,6 +161,7 @@ type harness struct {
 	mu             sync.Mutex
 	results        []*phaseResult
 	restarts       int
+	handovers      int
 	disconnects    int
 	reconnects     int
 	deletedDevices int
@@ -421,6 +433,9 @@ type phase struct {
 	drive func(ctx context.Context, r *phaseResult) (healthyAt time.Time, err error)
 	// after runs once the phase converged.
 	after func(ctx context.Context, r *phaseResult) error
+	// check adds phase-specific invariants to every evaluation of the
+	// converged state.
+	check func(st *state, r *phaseResult) []violation
 }
 
 type phaseResult struct {
@@ -450,10 +465,32 @@ type phaseResult struct {
 	quarantined []string
 	// deleted is the device the device-deleted phase removed.
 	deleted string
+	// owned is the device the fleet-owned phase handed to a Flightctl
+	// fleet, and ownedPods the pods it held then (uid -> name).
+	owned     string
+	ownedPods map[types.UID]string
+	// heldPods are its bare pods then, which the churn leaves alone.
+	heldPods []string
+	// standbyLog and standbyOffset locate the log lines of the standby
+	// manager the leader-handover phase leaves running; leaseHolder is the
+	// identity that took the Lease over.
+	standbyLog    string
+	standbyOffset int64
+	leaseHolder   string
+	// failed: a phase-specific assertion failed (see fail).
+	failed bool
 }
 
 func (r *phaseResult) note(format string, args ...any) {
 	r.notes = append(r.notes, fmt.Sprintf(format, args...))
+}
+
+// fail reports a phase-specific assertion that does not hold; the phase
+// fails but goes on, so its other figures are still measured.
+func (h *harness) fail(r *phaseResult, format string, args ...any) {
+	h.t.Helper()
+	r.failed = true
+	h.t.Errorf("phase %s: %s", r.name, fmt.Sprintf(format, args...))
 }
 
 func (h *harness) phases() []phase {
@@ -466,10 +503,60 @@ func (h *harness) phases() []phase {
 		{name: "unreachable", fault: fmt.Sprintf("Flightctl unreachable for %s", m.unreachable), drive: h.unreachable},
 		{name: "flapping", fault: fmt.Sprintf("one device disconnected %d times (%s-%s each)", m.flaps, m.flapDown[0], m.flapDown[1]), drive: h.flap},
 		{name: "restarts", fault: fmt.Sprintf("manager SIGKILLed %d times during churn", m.restarts), drive: h.restartManager},
-		// Last: it is the most destructive phase (pods are rescheduled).
+		// After restarts: from here on two leader-elected managers run.
+		{name: "leader-handover", fault: "2 elected managers; the leader SIGKILLed", drive: h.leaderHandover, after: h.checkHandover},
+		// The last two take a device away for longer than the reconnect
+		// timeout: pods are rescheduled.
+		{name: "fleet-owned", fault: "device with pods taken by Flightctl fleet", allowReschedule: true, extraBound: statusPollInterval,
+			drive: h.fleetTakeover, after: h.releaseDevice, check: func(st *state, r *phaseResult) []violation { return reportedOwnedApps(st, r.owned) }},
+		// Last: it is the most destructive phase.
 		{name: "device-deleted", fault: "a device holding pods deleted from Flightctl", allowReschedule: true, extraBound: statusPollInterval,
 			drive: h.deleteDevice, after: h.reregisterDevice},
 	}
+}
+
+// phaseNames lists the phases in the order they run. The phase list is
+// only a description (its functions are bound to the harness but not
+// called), so it can be read before the stack is up to check
+// RELIABILITY_PHASES.
+func phaseNames(m mode) []string {
+	var out []string
+	for _, ph := range (&harness{mode: m}).phases() {
+		out = append(out, ph.name)
+	}
+	return out
+}
+
+// selectPhases reads RELIABILITY_PHASES: comma-separated phase names, run
+// in the test's own order whatever order they are given in; empty means
+// every phase. An unknown name is an error listing the known ones.
+func selectPhases(spec string, known []string) (map[string]bool, error) {
+	if strings.TrimSpace(spec) == "" {
+		return nil, nil
+	}
+	isKnown := map[string]bool{}
+	for _, n := range known {
+		isKnown[n] = true
+	}
+	want := map[string]bool{}
+	var unknown []string
+	for _, n := range strings.Split(spec, ",") {
+		n = strings.TrimSpace(n)
+		switch {
+		case n == "":
+		case isKnown[n]:
+			want[n] = true
+		default:
+			unknown = append(unknown, strconv.Quote(n))
+		}
+	}
+	if len(unknown) > 0 {
+		return nil, fmt.Errorf("RELIABILITY_PHASES=%q: unknown phase(s) %s; the phases are %s", spec, strings.Join(unknown, ", "), strings.Join(known, ","))
+	}
+	if len(want) == 0 {
+		return nil, fmt.Errorf("RELIABILITY_PHASES=%q names no phase; the phases are %s", spec, strings.Join(known, ","))
+	}
+	return want, nil
 }
 
 // runPhase runs one phase: churn with the phase's faults, faults lifted,
@@ -544,6 +631,9 @@ func (h *harness) runPhase(ph phase) *phaseResult {
 				ph.name, r.reschedules, h.mode.reconnectTimeout)
 		}
 	}
+	if r.failed {
+		r.ok = false
+	}
 	notReadyAfter, _, _, _ := h.watcher.report()
 	if n := len(notReadyAfter) - len(notReadyBefore); n > 0 {
 		r.notReadyNode = n
@@ -569,7 +659,11 @@ func (h *harness) converge(ctx context.Context, ph phase, r *phaseResult, health
 		return nil
 	}
 	deadline := healthyAt.Add(r.bound)
-	clean, atBound, lastBad, lastErr := h.waitClean(ctx, deadline, deadline.Add(h.mode.grace), func(ev evaluation) {
+	var extra func(*state) []violation
+	if ph.check != nil {
+		extra = func(st *state) []violation { return ph.check(st, r) }
+	}
+	clean, atBound, lastBad, lastErr := h.waitClean(ctx, deadline, deadline.Add(h.mode.grace), extra, func(ev evaluation) {
 		if !ph.allowReschedule {
 			r.badReschedule = true
 			t.Errorf("phase %s: bare pods %s were deleted by a DeviceTimeout reschedule, but no device was away for the reconnect timeout (%s)",
@@ -604,12 +698,13 @@ func (h *harness) converge(ctx context.Context, ph phase, r *phaseResult, health
 	return lastBad
 }
 
-// waitClean evaluates the invariants every 250 ms until they held for
-// soak (clean is when that streak began) or giveUp passed. atBound is the
-// first failing evaluation after deadline, lastBad the last failing one.
-// Bare pods a DeviceTimeout rescheduled are dropped from the model and
-// reported to onReschedule.
-func (h *harness) waitClean(ctx context.Context, deadline, giveUp time.Time, onReschedule func(evaluation)) (clean time.Time, atBound, lastBad *evaluation, lastErr error) {
+// waitClean evaluates the invariants (and extra ones, when not nil) every
+// 250 ms until they held for soak (clean is when that streak began) or
+// giveUp passed. atBound is the first failing evaluation after deadline,
+// lastBad the last failing one. Bare pods a DeviceTimeout rescheduled are
+// dropped from the model and reported to onReschedule.
+func (h *harness) waitClean(ctx context.Context, deadline, giveUp time.Time, extra func(*state) []violation,
+	onReschedule func(evaluation)) (clean time.Time, atBound, lastBad *evaluation, lastErr error) {
 	for {
 		st, err := gather(ctx, h.kube, h.sim)
 		now := time.Now()
@@ -618,6 +713,9 @@ func (h *harness) waitClean(ctx context.Context, deadline, giveUp time.Time, onR
 		} else {
 			bare, replicas := h.model.expectation()
 			ev := evaluate(st, expectation{node: h.node, bare: bare, replicas: replicas})
+			if extra != nil {
+				ev.violations = append(ev.violations, extra(st)...)
+			}
 			if len(ev.rescheduled) > 0 {
 				h.model.forget(ev.rescheduled)
 				onReschedule(ev)
@@ -667,7 +765,7 @@ func (h *harness) quarantine(ctx context.Context, r *phaseResult, bad *evaluatio
 	h.model.forget(names)
 	r.quarantined = names
 	start := time.Now()
-	clean, _, lastBad, lastErr := h.waitClean(ctx, start.Add(r.bound), start.Add(r.bound+h.mode.grace), func(evaluation) {})
+	clean, _, lastBad, lastErr := h.waitClean(ctx, start.Add(r.bound), start.Add(r.bound+h.mode.grace), nil, func(evaluation) {})
 	if clean.IsZero() {
 		msg := "no evaluation succeeded"
 		if lastBad != nil {
@@ -968,7 +1066,7 @@ func (h *harness) printFigures() {
 	}
 	h.mu.Lock()
 	results := append([]*phaseResult(nil), h.results...)
-	restarts, disc, reco, deleted := h.restarts, h.disconnects, h.reconnects, h.deletedDevices
+	restarts, handovers, disc, reco, deleted := h.restarts, h.handovers, h.disconnects, h.reconnects, h.deletedDevices
 	h.mu.Unlock()
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n==== vk-flightctl reliability figures (mode %s, seed %d, %s in all)\n", h.mode.name, h.seed, time.Since(h.start).Round(time.Second))
@@ -1004,7 +1102,7 @@ func (h *harness) printFigures() {
 		ops.total(), ops.Creates, ops.Updates, ops.Deletes, ops.Scales, ops.Errors)
 	fmt.Fprintf(&b, "faults injected:   %d x 503, %d x 409, %d requests dropped (unreachable), %d requests delayed 500ms; %d device disconnects / %d reconnects; %d device(s) deleted\n",
 		total.InjectedErrors, total.InjectedConflicts, total.DroppedRequests, latencyReqs, disc, reco, deleted)
-	fmt.Fprintf(&b, "manager restarts:  %d (SIGKILL)\n", restarts)
+	fmt.Fprintf(&b, "manager restarts:  %d (SIGKILL); %d leader hand-over(s) between two leader-elected managers\n", restarts, handovers)
 	fmt.Fprintf(&b, "workloads:         lost %d, duplicated %d, leaked %d, stale (update lost) %d (all must be 0); %d pods rescheduled by DeviceTimeout (documented)\n",
 		lost, dup, leaked, stale, resched)
 	if h.watcher != nil {
@@ -1042,6 +1140,9 @@ func (h *harness) diagnostics() {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n==== diagnostics (temporary directory %s, kept)\n", h.tmp)
 	fmt.Fprintln(&b, quickstart.TailFile(h.stack.ManagerLog, 150))
+	if standby := h.stack.ManagerLogOf(standbyManager); fileSize(standby) > 0 {
+		fmt.Fprintln(&b, quickstart.TailFile(standby, 100))
+	}
 	fmt.Fprintln(&b, quickstart.TailFile(h.stack.SimLog, 40))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -1071,6 +1172,9 @@ func (h *harness) diagnostics() {
 				summary := ""
 				if d.Status != nil {
 					summary = d.Status.Summary.Status
+				}
+				if d.Metadata.Owner != nil {
+					summary += ", owner " + *d.Metadata.Owner
 				}
 				fmt.Fprintf(&b, "    %s (%s): %s\n", d.Metadata.Name, summary, strings.Join(apps, " "))
 			}
