@@ -22,6 +22,13 @@
 //     asserted: the standby never acts while the leader runs, the Lease
 //     changes hands once, and the binding has exactly one node. The later
 //     phases run with these two managers;
+//   - fleet-owned-brief: as fleet-owned below, but the device is released
+//     (label removed, fleet deleted) a quarter of the reconnect timeout
+//     later, as when an administrator corrects a wrong label. The
+//     fleet's rollout has wiped our applications meanwhile; the device was
+//     away for less than the reconnect timeout, so its pods must not be
+//     rescheduled but run on it again (their applications written again),
+//     beside the fleet's application, which must be left alone;
 //   - fleet-owned: the device holding the most pods is labelled into a
 //     Flightctl fleet. As on a real Flightctl (transcripts 05 and 30d in
 //     test/flightctlsim/testdata/transcripts, which the simulator is

@@ -37,7 +37,7 @@ func takeoverTemplate() map[string]any {
 
 // fleetTakeover hands the busiest device, a third into the churn, to a
 // Flightctl fleet, as an administrator would: the fleet exists first, then
-// the device gets the label its selector matches.
+// the device gets the label its selector matches (takeOver).
 //
 // What the real server then does is recorded in the Flightctl v1.2.0
 // transcripts in test/flightctlsim/testdata/transcripts (replayed against
@@ -59,19 +59,66 @@ func takeoverTemplate() map[string]any {
 // running per its agent. The system counts as healthy again at the
 // takeover plus the reconnect timeout.
 func (h *harness) fleetTakeover(ctx context.Context, r *phaseResult) (time.Time, error) {
-	if err := h.pause(ctx, h.mode.churn/3); err != nil {
+	labelled, ownedAt, err := h.takeOver(ctx, r)
+	if err != nil {
 		return time.Time{}, err
 	}
-	if err := h.sim.createFleet(ctx, takeoverFleet, map[string]string{takeoverLabel: "yes"}, takeoverTemplate()); err != nil {
+	if err := h.pause(ctx, time.Until(labelled.Add(h.mode.churn-h.mode.churn/3))); err != nil {
 		return time.Time{}, err
+	}
+	// The pods it held are rescheduled once the reconnect timeout expired.
+	return ownedAt.Add(h.mode.reconnectTimeout), nil
+}
+
+// briefTakeover is fleetTakeover undone before the reconnect timeout, as
+// when an administrator labels the wrong device and corrects it at once.
+// The fleet's rollout has replaced the device's spec meanwhile, so when it
+// is released our applications are no longer there. The device was away
+// for less than the reconnect timeout, so, as in the flapping phase, its
+// pods must not be rescheduled: they must run on it again, which needs
+// their applications written again. Healthy again at the release.
+func (h *harness) briefTakeover(ctx context.Context, r *phaseResult) (time.Time, error) {
+	_, ownedAt, err := h.takeOver(ctx, r)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if err := h.pause(ctx, time.Until(ownedAt.Add(h.mode.reconnectTimeout/4))); err != nil {
+		return time.Time{}, err
+	}
+	if err := h.release(ctx, r); err != nil {
+		return time.Time{}, err
+	}
+	released := time.Now()
+	r.note("released after %s (reconnect timeout %s)", released.Sub(ownedAt).Round(100*time.Millisecond), h.mode.reconnectTimeout)
+	// The check on the agent's applications applies to an owned device.
+	r.released, r.owned = r.owned, ""
+	if err := h.pause(ctx, time.Second); err != nil {
+		return time.Time{}, err
+	}
+	return released, nil
+}
+
+// takeOver hands the busiest device, a third into the churn, to the
+// takeover fleet and waits until the server's worker made it owned and
+// rolled the template out. The churn leaves the device's bare pods alone
+// from then on; one of them is re-imaged while the device is owned (a
+// write the server refuses).
+func (h *harness) takeOver(ctx context.Context, r *phaseResult) (labelled, ownedAt time.Time, err error) {
+	if err := h.pause(ctx, h.mode.churn/3); err != nil {
+		return labelled, ownedAt, err
+	}
+	// The fleet exists before it selects anything, as when an
+	// administrator creates it and then labels devices into it.
+	if err := h.sim.createFleet(ctx, takeoverFleet, map[string]string{takeoverLabel: "yes"}, takeoverTemplate()); err != nil {
+		return labelled, ownedAt, err
 	}
 	dev, apps, err := h.busiestDevice(ctx)
 	if err != nil {
-		return time.Time{}, err
+		return labelled, ownedAt, err
 	}
 	pods, err := h.kube.CoreV1().Pods(testNamespace).List(ctx, metav1.ListOptions{})
 	if err != nil {
-		return time.Time{}, err
+		return labelled, ownedAt, err
 	}
 	r.ownedPods = map[types.UID]string{}
 	var on []string
@@ -86,23 +133,20 @@ func (h *harness) fleetTakeover(ctx context.Context, r *phaseResult) (time.Time,
 	}
 	sort.Strings(on)
 	sort.Strings(r.heldPods)
-	// The churn leaves the device's bare pods alone: each must end
-	// rescheduled by DeviceTimeout, not deleted by the churn first.
+	// What happens to the device's bare pods must be the product's doing,
+	// not the churn deleting them first.
 	h.model.hold(r.heldPods)
 	if err := h.sim.setDeviceLabel(ctx, dev, takeoverLabel, "yes"); err != nil {
-		return time.Time{}, err
+		return labelled, ownedAt, err
 	}
-	labelled := time.Now()
+	labelled = time.Now()
 	r.owned = dev
-	ownedAt, err := h.waitTakenOver(ctx, dev, 30*time.Second)
-	if err != nil {
-		return time.Time{}, err
+	if ownedAt, err = h.waitTakenOver(ctx, dev, 30*time.Second); err != nil {
+		return labelled, ownedAt, err
 	}
 	// A pod created now may still be placed on the device before the
 	// next status poll sees the owner.
 	h.sentinel(ctx, r)
-	// A change to a pod on the owned device: its write is refused (409,
-	// owned), and the pod must still end rescheduled like the others.
 	if len(r.heldPods) > 0 {
 		name := r.heldPods[0]
 		if err := h.churn.reimage(ctx, name, true); err != nil {
@@ -120,11 +164,7 @@ func (h *harness) fleetTakeover(ctx context.Context, r *phaseResult) (time.Time,
 	} else {
 		r.note("binding reported %s unusable (%s) %s after the takeover", dev, inventory.ReasonOwnedByFleet, took.Round(100*time.Millisecond))
 	}
-	if err := h.pause(ctx, time.Until(labelled.Add(h.mode.churn-h.mode.churn/3))); err != nil {
-		return time.Time{}, err
-	}
-	// The pods it held are rescheduled once the reconnect timeout expired.
-	return ownedAt.Add(h.mode.reconnectTimeout), nil
+	return labelled, ownedAt, nil
 }
 
 // waitTakenOver waits until the device is owned by the takeover fleet and
@@ -201,11 +241,9 @@ func (h *harness) waitUnusable(ctx context.Context, device string, timeout time.
 		device, inventory.ReasonOwnedByFleet, timeout, last)
 }
 
-// releaseDevice runs once the phase converged: it reports how the pods
-// the device held ended, then takes the device out of the fleet (label
-// removed, fleet deleted) and waits until the binding uses it again. As on
-// the real server (transcript 30b), a released device keeps the template's
-// spec; vk-flightctl must leave that application alone.
+// releaseDevice runs once the fleet-owned phase converged: it reports how
+// the pods the device held ended, then takes the device out of the fleet
+// and checks the fleet's application is left alone.
 func (h *harness) releaseDevice(ctx context.Context, r *phaseResult) error {
 	if r.owned == "" {
 		return nil
@@ -223,7 +261,9 @@ func (h *harness) releaseDevice(ctx context.Context, r *phaseResult) error {
 		switch {
 		case timedOut[uid]:
 			resched = append(resched, name)
-		case held[name]:
+		case held[name] && !h.model.churnDeleted(name):
+			// (A churn operation under way when the pod was held may
+			// still have deleted it.)
 			h.fail(r, "bare pod %s (uid %s), on %s when the fleet took it and left alone by the churn, has no DeviceTimeout event", name, uid, r.owned)
 		default:
 			other = append(other, name)
@@ -231,10 +271,29 @@ func (h *harness) releaseDevice(ctx context.Context, r *phaseResult) error {
 	}
 	sort.Strings(resched)
 	sort.Strings(other)
-	r.note("of the %d pods on %s at the takeover: rescheduled by DeviceTimeout [%s], deleted by a Deployment scale-down [%s]",
+	r.note("of the %d pods on %s at the takeover: rescheduled by DeviceTimeout [%s], deleted by the churn or a scale-down [%s]",
 		len(r.ownedPods), r.owned, strings.Join(resched, ","), strings.Join(other, ","))
+	if err := h.release(ctx, r); err != nil {
+		return err
+	}
+	return h.checkFleetAppKept(ctx, r, r.owned)
+}
 
-	if err := h.sim.removeDeviceLabel(ctx, r.owned, takeoverLabel); err != nil {
+// checkBriefTakeover runs once the fleet-owned-brief phase converged: the
+// pods are back on the released device, beside the fleet's application.
+func (h *harness) checkBriefTakeover(ctx context.Context, r *phaseResult) error {
+	if r.released == "" {
+		return nil
+	}
+	return h.checkFleetAppKept(ctx, r, r.released)
+}
+
+// release takes the device out of the takeover fleet (label removed, fleet
+// deleted) and waits until the server cleared the owner and the binding
+// uses the device again.
+func (h *harness) release(ctx context.Context, r *phaseResult) error {
+	dev := r.owned
+	if err := h.sim.removeDeviceLabel(ctx, dev, takeoverLabel); err != nil {
 		return err
 	}
 	if err := h.sim.deleteFleet(ctx, takeoverFleet); err != nil {
@@ -242,14 +301,26 @@ func (h *harness) releaseDevice(ctx context.Context, r *phaseResult) error {
 	}
 	took, err := h.waitOnline(ctx, len(h.devices))
 	if err != nil {
-		return fmt.Errorf("after releasing %s: %w", r.owned, err)
+		return fmt.Errorf("after releasing %s: %w", dev, err)
 	}
-	d, err := h.sim.device(ctx, r.owned)
+	d, err := h.sim.device(ctx, dev)
 	if err != nil {
 		return err
 	}
 	if d.Metadata.Owner != nil {
-		h.fail(r, "device %s still owned by %s after its release", r.owned, *d.Metadata.Owner)
+		h.fail(r, "device %s still owned by %s after its release", dev, *d.Metadata.Owner)
+	}
+	r.note("%s released (label removed, fleet deleted), online in the binding after %s", dev, took.Round(100*time.Millisecond))
+	return nil
+}
+
+// checkFleetAppKept: as on the real server (transcript 30b), a released
+// device keeps the template's spec; vk-flightctl must leave that
+// application alone.
+func (h *harness) checkFleetAppKept(ctx context.Context, r *phaseResult, dev string) error {
+	d, err := h.sim.device(ctx, dev)
+	if err != nil {
+		return err
 	}
 	kept := false
 	if d.Spec != nil {
@@ -258,8 +329,7 @@ func (h *harness) releaseDevice(ctx context.Context, r *phaseResult) error {
 		}
 	}
 	if !kept {
-		h.fail(r, "the fleet's application fleet-web left on released device %s is gone: vk-flightctl must only touch its own applications", r.owned)
+		h.fail(r, "the fleet's application fleet-web left on released device %s is gone: vk-flightctl must only touch its own applications", dev)
 	}
-	r.note("%s released (label removed, fleet deleted), online in the binding after %s", r.owned, took.Round(100*time.Millisecond))
 	return nil
 }

@@ -471,6 +471,8 @@ type phaseResult struct {
 	ownedPods map[types.UID]string
 	// heldPods are its bare pods then, which the churn leaves alone.
 	heldPods []string
+	// released is the device fleet-owned-brief gave back to vk-flightctl.
+	released string
 	// standbyLog and standbyOffset locate the log lines of the standby
 	// manager the leader-handover phase leaves running; leaseHolder is the
 	// identity that took the Lease over.
@@ -505,6 +507,10 @@ func (h *harness) phases() []phase {
 		{name: "restarts", fault: fmt.Sprintf("manager SIGKILLed %d times during churn", m.restarts), drive: h.restartManager},
 		// After restarts: from here on two leader-elected managers run.
 		{name: "leader-handover", fault: "2 elected managers; the leader SIGKILLed", drive: h.leaderHandover, after: h.checkHandover},
+		// A fleet takes a device and gives it back before the reconnect
+		// timeout: its pods must run there again, not be rescheduled.
+		{name: "fleet-owned-brief", fault: fmt.Sprintf("device with pods owned by a fleet for %s", m.reconnectTimeout/4), extraBound: statusPollInterval,
+			drive: h.briefTakeover, after: h.checkBriefTakeover},
 		// The last two take a device away for longer than the reconnect
 		// timeout: pods are rescheduled.
 		{name: "fleet-owned", fault: "device with pods taken by Flightctl fleet", allowReschedule: true, extraBound: statusPollInterval,
@@ -1070,7 +1076,7 @@ func (h *harness) printFigures() {
 	h.mu.Unlock()
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n==== vk-flightctl reliability figures (mode %s, seed %d, %s in all)\n", h.mode.name, h.seed, time.Since(h.start).Round(time.Second))
-	fmt.Fprintf(&b, "%-15s %-42s %8s %5s %5s %5s %5s %8s %6s %15s %10s %6s  %s\n",
+	fmt.Fprintf(&b, "%-17s %-42s %8s %5s %5s %5s %5s %8s %6s %15s %10s %6s  %s\n",
 		"phase", "fault", "duration", "ops", "503", "409", "drop", "API req", "resch", "lost/dup/leak/stale", "converged", "bound", "result")
 	var ops opCounts
 	var latencyReqs int64
@@ -1087,7 +1093,7 @@ func (h *harness) printFigures() {
 		if !r.ok {
 			verdict = "FAIL"
 		}
-		fmt.Fprintf(&b, "%-15s %-42s %8s %5d %5d %5d %5d %8d %6d %15s %10s %6s  %s\n",
+		fmt.Fprintf(&b, "%-17s %-42s %8s %5d %5d %5d %5d %8d %6d %15s %10s %6s  %s\n",
 			r.name, trim(r.fault, 42), r.duration.Round(100*time.Millisecond), r.ops.total(), r.stats.InjectedErrors, r.stats.InjectedConflicts,
 			r.stats.DroppedRequests, r.stats.apiRequests(), r.reschedules, fmt.Sprintf("%d/%d/%d/%d", r.lost, r.dup, r.leaked, r.stale),
 			fmtConv(r), r.bound, verdict)
@@ -1121,7 +1127,7 @@ func (h *harness) printFigures() {
 			notes = append(notes, "after the failure, force-deleted "+strings.Join(r.quarantined, ","))
 		}
 		for _, n := range notes {
-			fmt.Fprintf(&b, "note %-15s %s\n", r.name+":", n)
+			fmt.Fprintf(&b, "note %-18s %s\n", r.name+":", n)
 		}
 	}
 	if h.model != nil {
