@@ -88,6 +88,10 @@ demo-down: ## Stop everything make demo started.
 test-e2e: k8s-binaries-all ## Run the end-to-end suite (real local control plane, manager and simulator as processes).
 	$(GO) test -count=1 -timeout 30m ./test/e2e/... -ginkgo.no-color -ginkgo.v
 
+.PHONY: test-reliability
+test-reliability: k8s-binaries-all ## Fault and restart tests in full mode (~20 min: Flightctl errors, outages, fleet takeover, manager kills, leader hand-over); RELIABILITY_PHASES=a,b runs some phases.
+	RELIABILITY_MODE=full $(GO) test -count=1 ./test/reliability/... -run TestReliability -v -timeout 40m
+
 BENCH_QUICK ?=
 BENCH_PPROF ?=
 

@@ -13,8 +13,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -91,12 +93,32 @@ type Stack struct {
 	// SimLog and ManagerLog are the processes' log files.
 	SimLog     string
 	ManagerLog string
-	// ManagerHealthURL is the manager's /readyz.
+	// ManagerHealthURL is the /readyz of the manager named DefaultManager.
 	ManagerHealthURL string
 
+	// managerKC is the kubeconfig file managers run with, written once.
+	managerKC string
+	// mu guards procs and ManagerHealthURL: a test may kill and start
+	// managers while its cleanup stops the stack.
+	mu      sync.Mutex
 	procs   map[string]*proc
 	reaper  int
 	started bool
+}
+
+// DefaultManager names the manager process Up starts.
+const DefaultManager = "manager"
+
+// ManagerOptions are the settings of one manager process (StartManager).
+type ManagerOptions struct {
+	// Name tells manager processes apart: the pid file is
+	// <StateDir>/<Name>.pid, the log <StateDir>/<Name>.log. Empty means
+	// DefaultManager, whose log is ManagerLog.
+	Name string
+	// LeaderElect runs the manager with --leader-elect, as the replicas of
+	// a Deployment would run: only the holder of the Lease runs nodes and
+	// writes to Flightctl.
+	LeaderElect bool
 }
 
 // kubeletListenAddress is where the manager's kubelet API listens.
@@ -223,7 +245,7 @@ func (s *Stack) Up(ctx context.Context) error {
 		{"Start the Flightctl simulator", s.startSim},
 		{"Install the CRD, RBAC and the manager's ConfigMap in namespace default", s.install},
 		{"Create the Flightctl credentials Secret", s.createSecret},
-		{"Start the manager", s.startManager},
+		{"Start the manager", s.startFirstManager},
 		{"Apply the FleetBinding", s.applyBinding},
 		{"Wait for the virtual node", s.waitNode},
 	} {
@@ -394,20 +416,56 @@ current-context: vk-flightctl-provider
 	return path, os.WriteFile(path, []byte(kc), 0o600)
 }
 
-func (s *Stack) startManager(ctx context.Context) error {
-	kc, err := s.managerKubeconfig(ctx)
-	if err != nil {
-		return err
+func (s *Stack) startFirstManager(ctx context.Context) error {
+	_, err := s.StartManager(ctx, ManagerOptions{})
+	return err
+}
+
+func managerName(name string) string {
+	if name == "" {
+		return DefaultManager
 	}
+	return name
+}
+
+// ManagerLogOf is the log file of the manager process named name ("" is
+// DefaultManager).
+func (s *Stack) ManagerLogOf(name string) string {
+	if name = managerName(name); name == DefaultManager {
+		return s.ManagerLog
+	}
+	return filepath.Join(s.cfg.StateDir, name+".log")
+}
+
+// StartManager starts a manager process as Up does (the ServiceAccount's
+// kubeconfig, fresh metrics and health ports, the log appended to
+// ManagerLogOf(o.Name)) and waits for its /readyz. Tests use it to start a
+// manager again after KillManager, or to run a second, leader-elected one.
+// A name already running is an error: two managers under one name would
+// share a pid file.
+func (s *Stack) StartManager(ctx context.Context, o ManagerOptions) (pid int, err error) {
+	name := managerName(o.Name)
+	s.mu.Lock()
+	_, running := s.procs[name]
+	s.mu.Unlock()
+	if running {
+		return 0, fmt.Errorf("manager %q is already running", name)
+	}
+	if s.managerKC == "" {
+		if s.managerKC, err = s.managerKubeconfig(ctx); err != nil {
+			return 0, err
+		}
+	}
+	logPath := s.ManagerLogOf(name)
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
 		metrics, err := freePort()
 		if err != nil {
-			return err
+			return 0, err
 		}
 		health, err := freePort()
 		if err != nil {
-			return err
+			return 0, err
 		}
 		args := []string{
 			"--metrics-bind-address", "127.0.0.1:" + strconv.Itoa(metrics),
@@ -418,23 +476,60 @@ func (s *Stack) startManager(ctx context.Context) error {
 			"--kubelet-listen-address", s.kubeletListenAddress(),
 		}
 		args = append(args, s.cfg.ManagerArgs...)
-		s.printf("$ KUBECONFIG=%s vk-flightctl-provider %s >%s 2>&1 &\n", kc, strings.Join(args, " "), s.ManagerLog)
-		p, err := s.start(ctx, "manager", s.ManagerLog, []string{"KUBECONFIG=" + kc, "POD_NAMESPACE=" + DefaultBindingNamespace}, s.ManagerBin, args...)
+		if o.LeaderElect {
+			args = append(args, "--leader-elect")
+		}
+		s.printf("$ KUBECONFIG=%s vk-flightctl-provider %s >>%s 2>&1 &\n", s.managerKC, strings.Join(args, " "), logPath)
+		logStart := fileSize(logPath)
+		p, err := s.start(ctx, name, logPath, []string{"KUBECONFIG=" + s.managerKC, "POD_NAMESPACE=" + DefaultBindingNamespace}, s.ManagerBin, args...)
 		if err != nil {
-			return err
+			return 0, err
 		}
-		s.ManagerHealthURL = "http://127.0.0.1:" + strconv.Itoa(health) + "/readyz"
-		lastErr = s.waitHTTP(ctx, p, s.ManagerHealthURL, "", "", 60*time.Second)
+		healthURL := "http://127.0.0.1:" + strconv.Itoa(health) + "/readyz"
+		lastErr = s.waitHTTP(ctx, p, healthURL, "", "", 60*time.Second)
 		if lastErr == nil {
-			s.printf("    manager ready (pid %d, log %s, metrics http://127.0.0.1:%d/metrics)\n", p.cmd.Process.Pid, s.ManagerLog, metrics)
-			return nil
+			if name == DefaultManager {
+				s.mu.Lock()
+				s.ManagerHealthURL = healthURL
+				s.mu.Unlock()
+			}
+			s.printf("    %s ready (pid %d, log %s, metrics http://127.0.0.1:%d/metrics)\n", name, p.cmd.Process.Pid, logPath, metrics)
+			return p.cmd.Process.Pid, nil
 		}
-		s.stop("manager")
-		if !logSays(s.ManagerLog, "address already in use") {
+		_ = s.stop(name)
+		// Another program took a port between freePort and the bind.
+		if !strings.Contains(readFrom(logPath, logStart), "address already in use") {
 			break
 		}
 	}
-	return fmt.Errorf("%w\n%s", lastErr, tailFile(s.ManagerLog, 30))
+	return 0, fmt.Errorf("%w\n%s", lastErr, tailFile(logPath, 30))
+}
+
+// KillManager sends SIGKILL to the manager process named name ("" is
+// DefaultManager), as a node failure or the OOM killer would: no shutdown
+// code runs, a leader keeps its Lease until it expires. It returns once the
+// process is gone.
+func (s *Stack) KillManager(name string) (pid int, err error) {
+	name = managerName(name)
+	s.mu.Lock()
+	p := s.procs[name]
+	delete(s.procs, name)
+	s.mu.Unlock()
+	if p == nil {
+		return 0, fmt.Errorf("no manager %q running", name)
+	}
+	pid = p.cmd.Process.Pid
+	s.printf("$ kill -KILL %d   # %s\n", pid, name)
+	if err := p.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return pid, fmt.Errorf("kill -KILL %d: %w", pid, err)
+	}
+	select {
+	case <-p.exited:
+	case <-time.After(15 * time.Second):
+		return pid, fmt.Errorf("manager %s (pid %d) still there 15s after SIGKILL", name, pid)
+	}
+	_ = os.Remove(filepath.Join(s.cfg.StateDir, name+".pid"))
+	return pid, nil
 }
 
 // BindingManifest is config/samples' FleetBinding with the stack's
@@ -521,7 +616,17 @@ func (s *Stack) Started() bool { return s.started }
 // going past errors and returns them all.
 func (s *Stack) Down(ctx context.Context) error {
 	var errs []error
-	for _, name := range []string{"manager", "flightctl-sim"} {
+	// Every manager first (they talk to the simulator), then the simulator.
+	s.mu.Lock()
+	var names []string
+	for name := range s.procs {
+		if name != "flightctl-sim" {
+			names = append(names, name)
+		}
+	}
+	s.mu.Unlock()
+	sort.Strings(names)
+	for _, name := range append(names, "flightctl-sim") {
 		if err := s.stop(name); err != nil {
 			errs = append(errs, err)
 		}
@@ -538,14 +643,14 @@ func (s *Stack) Down(ctx context.Context) error {
 }
 
 // StartReaper starts a watchdog that, once this process is gone (killed
-// by a test timeout, say), kills the manager and the simulator, takes the
+// by a test timeout, say), kills the managers and the simulator, takes the
 // control plane down and removes removeDir, so an aborted test run leaves
 // nothing behind. Down stops it.
 func (s *Stack) StartReaper(removeDir string) error {
 	script := `parent=$1 state=$2 bindir=$3 remove=$4; shift 4
 while kill -0 "$parent" 2>/dev/null; do sleep 1; done
-for name in manager flightctl-sim; do
-  pid=$(cat "$state/$name.pid" 2>/dev/null) || continue
+for pidfile in "$state"/*.pid; do
+  pid=$(cat "$pidfile" 2>/dev/null) || continue
   # Only a process running one of our binaries: the pid may be reused.
   case "$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" in
     "$bindir"/*) kill -KILL "$pid" 2>/dev/null ;;
@@ -585,7 +690,9 @@ func (s *Stack) start(ctx context.Context, name, logPath string, env []string, b
 	}
 	p := &proc{cmd: cmd, exited: make(chan struct{})}
 	go func() { _ = cmd.Wait(); close(p.exited) }()
+	s.mu.Lock()
 	s.procs[name] = p
+	s.mu.Unlock()
 	if err := os.WriteFile(filepath.Join(s.cfg.StateDir, name+".pid"), []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o644); err != nil {
 		return p, err
 	}
@@ -594,11 +701,13 @@ func (s *Stack) start(ctx context.Context, name, logPath string, env []string, b
 
 // stop ends a process this stack started: SIGTERM, then SIGKILL after 15 s.
 func (s *Stack) stop(name string) error {
+	s.mu.Lock()
 	p := s.procs[name]
+	delete(s.procs, name)
+	s.mu.Unlock()
 	if p == nil {
 		return nil
 	}
-	delete(s.procs, name)
 	defer func() { _ = os.Remove(filepath.Join(s.cfg.StateDir, name+".pid")) }()
 	select {
 	case <-p.exited:
@@ -769,6 +878,28 @@ func replace(args []string, old, repl string) []string {
 func logSays(path, s string) bool {
 	b, err := os.ReadFile(path)
 	return err == nil && bytes.Contains(b, []byte(s))
+}
+
+func fileSize(path string) int64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+// readFrom is a file's content from offset on (at most 16 MiB).
+func readFrom(path string, offset int64) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer func() { _ = f.Close() }()
+	if _, err := f.Seek(offset, io.SeekStart); err != nil {
+		return ""
+	}
+	b, _ := io.ReadAll(io.LimitReader(f, 16<<20))
+	return string(b)
 }
 
 // tailFile returns the last n lines of a file, indented, for error reports.

@@ -203,8 +203,13 @@ func evaluate(st *state, exp expectation) evaluation {
 	// Every owned application, by name.
 	found := map[string][]placement{}
 	devices := map[string]bool{}
+	// fleetOwner is the Flightctl fleet owning a device, "" for none.
+	fleetOwner := map[string]string{}
 	for _, d := range st.devices {
 		devices[d.Metadata.Name] = true
+		if d.Metadata.Owner != nil {
+			fleetOwner[d.Metadata.Name] = *d.Metadata.Owner
+		}
 		if d.Spec == nil {
 			continue
 		}
@@ -254,6 +259,11 @@ func evaluate(st *state, exp expectation) evaluation {
 		switch {
 		case dev != "" && !devices[dev]:
 			add(kindLost, key, "placed on device %s, which no longer exists in Flightctl; application on %s", dev, where(places))
+		case dev != "" && fleetOwner[dev] != "":
+			// The fleet's template replaced the device's spec: the pod
+			// cannot run there (and no per-device write is accepted).
+			add(kindLost, key, "placed on device %s, which Flightctl %s owns (per-device workloads cannot run there); application on %s",
+				dev, fleetOwner[dev], where(places))
 		case len(places) == 0:
 			add(kindLost, key, "no application %s on any device (%s annotation %q; %s)", app, vkv1.AnnotationDevice, dev, podConditions(p))
 		case dev == "":
@@ -343,6 +353,29 @@ func evaluate(st *state, exp expectation) evaluation {
 		}
 	}
 	return ev
+}
+
+// reportedOwnedApps checks what a device's agent reports: once a fleet took
+// the device and rolled its template out, none of vk-flightctl's
+// applications may still run there (the pods were rescheduled elsewhere,
+// so a copy left running would be a second one).
+func reportedOwnedApps(st *state, device string) []violation {
+	for _, d := range st.devices {
+		if d.Metadata.Name != device || d.Status == nil {
+			continue
+		}
+		var running []string
+		for _, a := range d.Status.Applications {
+			if strings.HasPrefix(a.Name, translate.AppNamePrefix) {
+				running = append(running, a.Name+"("+a.Status+")")
+			}
+		}
+		if len(running) > 0 {
+			return []violation{{kindLeaked, device, fmt.Sprintf("the device's agent still reports vk-flightctl applications %s (summary %s)",
+				strings.Join(running, ","), d.Status.Summary.Status)}}
+		}
+	}
+	return nil
 }
 
 func runningReady(p *corev1.Pod) bool {

@@ -125,6 +125,16 @@ func TestEvaluateInvariants(t *testing.T) {
 		st:   state{pods: []corev1.Pod{a, b}, devices: []flightctl.Device{dev("device-1", app(&a, img1))}},
 		exp:  exp, want: "lost:reliability/b",
 	}, {
+		name: "pod on a device a Flightctl fleet took",
+		st: state{pods: []corev1.Pod{a, b}, devices: []flightctl.Device{dev("device-1", app(&a, img1)), func() flightctl.Device {
+			// The fleet's template replaced the spec.
+			d := dev("device-2", flightctl.ApplicationSpec{Name: "fleet-agent", AppType: "compose"})
+			owner := "Fleet/takeover"
+			d.Metadata.Owner = &owner
+			return d
+		}()}},
+		exp: exp, want: "lost:reliability/b",
+	}, {
 		name: "bare pod vanished",
 		st:   state{pods: []corev1.Pod{a}, devices: []flightctl.Device{dev("device-1", app(&a, img1))}},
 		exp:  exp, want: "lost:reliability/b",
@@ -141,6 +151,20 @@ func TestEvaluateInvariants(t *testing.T) {
 				t.Fatalf("got %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestReportedOwnedApps(t *testing.T) {
+	a := runningPod("a", "uid-a", "device-1", images[0])
+	d := dev("device-1")
+	d.Status = &flightctl.DeviceStatus{Applications: []flightctl.ApplicationStatus{{Name: "fleet-agent", Status: "Running"}}}
+	st := state{devices: []flightctl.Device{d}}
+	if v := reportedOwnedApps(&st, "device-1"); len(v) != 0 {
+		t.Fatalf("a fleet's own application is not ours: %v", v)
+	}
+	st.devices[0].Status.Applications = append(st.devices[0].Status.Applications, flightctl.ApplicationStatus{Name: translate.AppName(&a), Status: "Running"})
+	if v := reportedOwnedApps(&st, "device-1"); len(v) != 1 || v[0].kind != kindLeaked {
+		t.Fatalf("got %v, want one leaked violation for the application the agent still runs", v)
 	}
 }
 

@@ -63,8 +63,10 @@ type barePod struct {
 // model is what the churn expects to exist: the bare pods it created and
 // did not delete (with the image last set), and the Deployment's replicas.
 type model struct {
-	mu       sync.Mutex
-	bare     map[string]*barePod
+	mu   sync.Mutex
+	bare map[string]*barePod
+	// deleted are the bare pods the churn deleted.
+	deleted  map[string]bool
 	next     int
 	replicas int32
 	ops      opCounts
@@ -72,7 +74,7 @@ type model struct {
 }
 
 func newModel(replicas int32) *model {
-	return &model{bare: map[string]*barePod{}, replicas: replicas}
+	return &model{bare: map[string]*barePod{}, deleted: map[string]bool{}, replicas: replicas}
 }
 
 func (m *model) counts() opCounts {
@@ -99,6 +101,25 @@ func (m *model) releaseSentinels() {
 	for _, b := range m.bare {
 		b.sentinel = false
 	}
+}
+
+// hold keeps the churn away from these bare pods until the next phase, as
+// from sentinels, so what happens to them is the product's doing.
+func (m *model) hold(names []string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, n := range names {
+		if b := m.bare[n]; b != nil {
+			b.sentinel = true
+		}
+	}
+}
+
+// churnDeleted reports whether the churn deleted the bare pod.
+func (m *model) churnDeleted(name string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.deleted[name]
 }
 
 // forget drops bare pods that vanished for a documented reason (a
@@ -300,6 +321,7 @@ func (c *churner) delete(ctx context.Context, name string) {
 	}
 	c.model.mu.Lock()
 	delete(c.model.bare, name)
+	c.model.deleted[name] = true
 	c.model.ops.Deletes++
 	c.model.mu.Unlock()
 }

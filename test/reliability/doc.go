@@ -13,10 +13,35 @@
 //   - unreachable: Flightctl drops every connection (quick 20 s, full 2 min);
 //   - flapping: one device disconnected and reconnected several times,
 //     each time for less than the reconnect timeout;
-//   - device-deleted: a device holding pods deleted from Flightctl, then
-//     registered again;
 //   - restarts: the manager killed with SIGKILL at random moments of the
-//     churn and started again (quick 3 times, full 10).
+//     churn and started again (quick 3 times, full 10);
+//   - leader-handover: the manager replaced by two leader-elected ones (as a
+//     two-replica Deployment runs them); the Lease holder is killed with
+//     SIGKILL and the standby must take over on its own once the Lease
+//     expires (15 s); the killed one comes back as the new standby. Also
+//     asserted: the standby never acts while the leader runs, the Lease
+//     changes hands once, and the binding has exactly one node. The later
+//     phases run with these two managers;
+//   - fleet-owned-brief: as fleet-owned below, but the device is released
+//     (label removed, fleet deleted) a quarter of the reconnect timeout
+//     later, as when an administrator corrects a wrong label. The
+//     fleet's rollout has wiped our applications meanwhile; the device was
+//     away for less than the reconnect timeout, so its pods must not be
+//     rescheduled but run on it again (their applications written again),
+//     beside the fleet's application, which must be left alone;
+//   - fleet-owned: the device holding the most pods is labelled into a
+//     Flightctl fleet. As on a real Flightctl (transcripts 05 and 30d in
+//     test/flightctlsim/testdata/transcripts, which the simulator is
+//     checked against), the fleet owns it about a second later and its
+//     template replaces the device's whole spec, so our applications are
+//     gone at once and every further write of ours gets 409. Also
+//     asserted: the binding lists the device as unusable (OwnedByFleet),
+//     its pods end up rescheduled onto other devices after the reconnect
+//     timeout (DeviceTimeout), and its agent reports none of our
+//     applications. The device is then released and must come back into
+//     use with the fleet's own application left alone;
+//   - device-deleted: a device holding pods deleted from Flightctl, then
+//     registered again.
 //
 // After each phase, with the faults lifted, it waits for convergence and
 // checks the invariants:
@@ -28,8 +53,10 @@
 //   - every such pod is Running and Ready within a bound once the system is
 //     healthy again (3 status polls, the simulated render and agent delays,
 //     and some slack), and no deleted pod stays Terminating;
+//   - no pod that should run is placed on a device a Flightctl fleet owns;
 //   - the Deployment has its replicas ready; no bare pod disappears except
-//     through a documented DeviceTimeout reschedule (device-deleted phase);
+//     through a documented DeviceTimeout reschedule (fleet-owned and
+//     device-deleted phases);
 //   - the virtual node never leaves Ready (watched throughout).
 //
 // Churn alone can hide a dropped change (a later operation on the same pod
@@ -41,16 +68,23 @@
 // A phase that never converges fails; its broken pods are then
 // force-deleted ("quarantined") so the following phases are judged on their
 // own, and the test stops only when even that does not restore a clean
-// state. The device-deleted phase runs last: it is the most destructive.
+// state. The phases that reschedule pods (fleet-owned, device-deleted) run
+// last.
 //
 // It ends with a figures table: operations, faults injected (from the
 // simulator's statistics), manager restarts, lost / duplicated / leaked
 // workloads (all must be 0) and per-phase convergence times.
 //
-//	go test ./test/reliability/... -run TestReliability -v                   # quick (< 4 min)
-//	RELIABILITY_MODE=full go test ./test/reliability/... -run TestReliability -v -timeout 30m
+//	go test ./test/reliability/... -run TestReliability -v                   # quick (about 5 min)
+//	RELIABILITY_MODE=full go test ./test/reliability/... -run TestReliability -v -timeout 40m
+//	make test-reliability                                                     # the same, full mode
+//	RELIABILITY_PHASES=fleet-owned,leader-handover go test ./test/reliability/... -run TestReliability -v
 //
 // Environment: RELIABILITY_MODE (unset or "quick", or "full"),
+// RELIABILITY_PHASES (comma-separated phase names, e.g. "fleet-owned" or
+// "baseline,restarts"; they run in the order above whatever the order
+// given; unset or empty runs every phase; an unknown name fails at once
+// with the list of phases),
 // RELIABILITY_SEED (repeat a run's random choices; the seed is printed),
 // RELIABILITY_KEEP=1 (keep the temporary directory with every log),
 // K8S_BIN_DIR / KUBEBUILDER_ASSETS as for test/e2e. Missing prerequisites

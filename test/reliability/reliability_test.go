@@ -17,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
@@ -100,13 +101,23 @@ func loadMode(t *testing.T) mode {
 
 func TestReliability(t *testing.T) {
 	m := loadMode(t)
-	if dl, ok := t.Deadline(); ok && m.name == "full" && time.Until(dl) < 20*time.Minute {
-		t.Fatalf("RELIABILITY_MODE=full runs 10-15 minutes but go test gives it %s: pass -timeout 30m", time.Until(dl).Round(time.Second))
+	want, err := selectPhases(os.Getenv("RELIABILITY_PHASES"), phaseNames(m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dl, ok := t.Deadline(); ok && m.name == "full" && want == nil && time.Until(dl) < 25*time.Minute {
+		t.Fatalf("RELIABILITY_MODE=full runs 15-20 minutes but go test gives it %s: pass -timeout 40m", time.Until(dl).Round(time.Second))
 	}
 	h := setUp(t, m)
 	defer h.printFigures()
+	if want != nil {
+		h.logf("RELIABILITY_PHASES=%s: running only those phases", os.Getenv("RELIABILITY_PHASES"))
+	}
 
 	for _, ph := range h.phases() {
+		if want != nil && !want[ph.name] {
+			continue
+		}
 		r := h.runPhase(ph)
 		if r.fatal {
 			t.Fatalf("phase %s left the system broken (see above); later phases would only repeat this failure", ph.name)
@@ -140,7 +151,7 @@ type harness struct {
 	kube    kubernetes.Interface
 	dyn     dynamic.Interface
 	sim     *simClient
-	mgr     *managerCtl
+	mgr     managers
 	model   *model
 	churn   *churner
 	watcher *nodeWatcher
@@ -150,6 +161,7 @@ type harness struct {
 	mu             sync.Mutex
 	results        []*phaseResult
 	restarts       int
+	handovers      int
 	disconnects    int
 	reconnects     int
 	deletedDevices int
@@ -247,8 +259,9 @@ func setUp(t *testing.T, m mode) *harness {
 			t.Errorf("stopping the stack: %v", err)
 		}
 	})
-	h.mgr = newManagerCtl(h.stack, stateDir)
-	t.Cleanup(h.mgr.stopAll) // before the control plane goes down
+	// Stack.Down stops every manager process, also those the phases
+	// started, before it takes the control plane down.
+	h.mgr = managers{stack: h.stack}
 
 	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
 	defer cancel()
@@ -420,6 +433,9 @@ type phase struct {
 	drive func(ctx context.Context, r *phaseResult) (healthyAt time.Time, err error)
 	// after runs once the phase converged.
 	after func(ctx context.Context, r *phaseResult) error
+	// check adds phase-specific invariants to every evaluation of the
+	// converged state.
+	check func(st *state, r *phaseResult) []violation
 }
 
 type phaseResult struct {
@@ -449,10 +465,34 @@ type phaseResult struct {
 	quarantined []string
 	// deleted is the device the device-deleted phase removed.
 	deleted string
+	// owned is the device the fleet-owned phase handed to a Flightctl
+	// fleet, and ownedPods the pods it held then (uid -> name).
+	owned     string
+	ownedPods map[types.UID]string
+	// heldPods are its bare pods then, which the churn leaves alone.
+	heldPods []string
+	// released is the device fleet-owned-brief gave back to vk-flightctl.
+	released string
+	// standbyLog and standbyOffset locate the log lines of the standby
+	// manager the leader-handover phase leaves running; leaseHolder is the
+	// identity that took the Lease over.
+	standbyLog    string
+	standbyOffset int64
+	leaseHolder   string
+	// failed: a phase-specific assertion failed (see fail).
+	failed bool
 }
 
 func (r *phaseResult) note(format string, args ...any) {
 	r.notes = append(r.notes, fmt.Sprintf(format, args...))
+}
+
+// fail reports a phase-specific assertion that does not hold; the phase
+// fails but goes on, so its other figures are still measured.
+func (h *harness) fail(r *phaseResult, format string, args ...any) {
+	h.t.Helper()
+	r.failed = true
+	h.t.Errorf("phase %s: %s", r.name, fmt.Sprintf(format, args...))
 }
 
 func (h *harness) phases() []phase {
@@ -465,10 +505,64 @@ func (h *harness) phases() []phase {
 		{name: "unreachable", fault: fmt.Sprintf("Flightctl unreachable for %s", m.unreachable), drive: h.unreachable},
 		{name: "flapping", fault: fmt.Sprintf("one device disconnected %d times (%s-%s each)", m.flaps, m.flapDown[0], m.flapDown[1]), drive: h.flap},
 		{name: "restarts", fault: fmt.Sprintf("manager SIGKILLed %d times during churn", m.restarts), drive: h.restartManager},
-		// Last: it is the most destructive phase (pods are rescheduled).
+		// After restarts: from here on two leader-elected managers run.
+		{name: "leader-handover", fault: "2 elected managers; the leader SIGKILLed", drive: h.leaderHandover, after: h.checkHandover},
+		// A fleet takes a device and gives it back before the reconnect
+		// timeout: its pods must run there again, not be rescheduled.
+		{name: "fleet-owned-brief", fault: fmt.Sprintf("device with pods owned by a fleet for %s", m.reconnectTimeout/4), extraBound: statusPollInterval,
+			drive: h.briefTakeover, after: h.checkBriefTakeover},
+		// The last two take a device away for longer than the reconnect
+		// timeout: pods are rescheduled.
+		{name: "fleet-owned", fault: "device with pods taken by Flightctl fleet", allowReschedule: true, extraBound: statusPollInterval,
+			drive: h.fleetTakeover, after: h.releaseDevice, check: func(st *state, r *phaseResult) []violation { return reportedOwnedApps(st, r.owned) }},
+		// Last: it is the most destructive phase.
 		{name: "device-deleted", fault: "a device holding pods deleted from Flightctl", allowReschedule: true, extraBound: statusPollInterval,
 			drive: h.deleteDevice, after: h.reregisterDevice},
 	}
+}
+
+// phaseNames lists the phases in the order they run. The phase list is
+// only a description (its functions are bound to the harness but not
+// called), so it can be read before the stack is up to check
+// RELIABILITY_PHASES.
+func phaseNames(m mode) []string {
+	var out []string
+	for _, ph := range (&harness{mode: m}).phases() {
+		out = append(out, ph.name)
+	}
+	return out
+}
+
+// selectPhases reads RELIABILITY_PHASES: comma-separated phase names, run
+// in the test's own order whatever order they are given in; empty means
+// every phase. An unknown name is an error listing the known ones.
+func selectPhases(spec string, known []string) (map[string]bool, error) {
+	if strings.TrimSpace(spec) == "" {
+		return nil, nil
+	}
+	isKnown := map[string]bool{}
+	for _, n := range known {
+		isKnown[n] = true
+	}
+	want := map[string]bool{}
+	var unknown []string
+	for _, n := range strings.Split(spec, ",") {
+		n = strings.TrimSpace(n)
+		switch {
+		case n == "":
+		case isKnown[n]:
+			want[n] = true
+		default:
+			unknown = append(unknown, strconv.Quote(n))
+		}
+	}
+	if len(unknown) > 0 {
+		return nil, fmt.Errorf("RELIABILITY_PHASES=%q: unknown phase(s) %s; the phases are %s", spec, strings.Join(unknown, ", "), strings.Join(known, ","))
+	}
+	if len(want) == 0 {
+		return nil, fmt.Errorf("RELIABILITY_PHASES=%q names no phase; the phases are %s", spec, strings.Join(known, ","))
+	}
+	return want, nil
 }
 
 // runPhase runs one phase: churn with the phase's faults, faults lifted,
@@ -543,6 +637,9 @@ func (h *harness) runPhase(ph phase) *phaseResult {
 				ph.name, r.reschedules, h.mode.reconnectTimeout)
 		}
 	}
+	if r.failed {
+		r.ok = false
+	}
 	notReadyAfter, _, _, _ := h.watcher.report()
 	if n := len(notReadyAfter) - len(notReadyBefore); n > 0 {
 		r.notReadyNode = n
@@ -568,7 +665,11 @@ func (h *harness) converge(ctx context.Context, ph phase, r *phaseResult, health
 		return nil
 	}
 	deadline := healthyAt.Add(r.bound)
-	clean, atBound, lastBad, lastErr := h.waitClean(ctx, deadline, deadline.Add(h.mode.grace), func(ev evaluation) {
+	var extra func(*state) []violation
+	if ph.check != nil {
+		extra = func(st *state) []violation { return ph.check(st, r) }
+	}
+	clean, atBound, lastBad, lastErr := h.waitClean(ctx, deadline, deadline.Add(h.mode.grace), extra, func(ev evaluation) {
 		if !ph.allowReschedule {
 			r.badReschedule = true
 			t.Errorf("phase %s: bare pods %s were deleted by a DeviceTimeout reschedule, but no device was away for the reconnect timeout (%s)",
@@ -603,12 +704,13 @@ func (h *harness) converge(ctx context.Context, ph phase, r *phaseResult, health
 	return lastBad
 }
 
-// waitClean evaluates the invariants every 250 ms until they held for
-// soak (clean is when that streak began) or giveUp passed. atBound is the
-// first failing evaluation after deadline, lastBad the last failing one.
-// Bare pods a DeviceTimeout rescheduled are dropped from the model and
-// reported to onReschedule.
-func (h *harness) waitClean(ctx context.Context, deadline, giveUp time.Time, onReschedule func(evaluation)) (clean time.Time, atBound, lastBad *evaluation, lastErr error) {
+// waitClean evaluates the invariants (and extra ones, when not nil) every
+// 250 ms until they held for soak (clean is when that streak began) or
+// giveUp passed. atBound is the first failing evaluation after deadline,
+// lastBad the last failing one. Bare pods a DeviceTimeout rescheduled are
+// dropped from the model and reported to onReschedule.
+func (h *harness) waitClean(ctx context.Context, deadline, giveUp time.Time, extra func(*state) []violation,
+	onReschedule func(evaluation)) (clean time.Time, atBound, lastBad *evaluation, lastErr error) {
 	for {
 		st, err := gather(ctx, h.kube, h.sim)
 		now := time.Now()
@@ -617,6 +719,9 @@ func (h *harness) waitClean(ctx context.Context, deadline, giveUp time.Time, onR
 		} else {
 			bare, replicas := h.model.expectation()
 			ev := evaluate(st, expectation{node: h.node, bare: bare, replicas: replicas})
+			if extra != nil {
+				ev.violations = append(ev.violations, extra(st)...)
+			}
 			if len(ev.rescheduled) > 0 {
 				h.model.forget(ev.rescheduled)
 				onReschedule(ev)
@@ -666,7 +771,7 @@ func (h *harness) quarantine(ctx context.Context, r *phaseResult, bad *evaluatio
 	h.model.forget(names)
 	r.quarantined = names
 	start := time.Now()
-	clean, _, lastBad, lastErr := h.waitClean(ctx, start.Add(r.bound), start.Add(r.bound+h.mode.grace), func(evaluation) {})
+	clean, _, lastBad, lastErr := h.waitClean(ctx, start.Add(r.bound), start.Add(r.bound+h.mode.grace), nil, func(evaluation) {})
 	if clean.IsZero() {
 		msg := "no evaluation succeeded"
 		if lastBad != nil {
@@ -891,7 +996,7 @@ func (h *harness) restartManager(ctx context.Context, r *phaseResult) (time.Time
 		if err := h.pause(ctx, h.between([2]time.Duration{500 * time.Millisecond, 4 * time.Second})); err != nil {
 			return time.Time{}, err
 		}
-		pid, err := h.mgr.kill()
+		pid, err := h.mgr.kill(quickstart.DefaultManager)
 		if err != nil {
 			return time.Time{}, err
 		}
@@ -902,7 +1007,7 @@ func (h *harness) restartManager(ctx context.Context, r *phaseResult) (time.Time
 		if err := h.pause(ctx, h.between([2]time.Duration{0, 1500 * time.Millisecond})); err != nil {
 			return time.Time{}, err
 		}
-		if offset, err = h.mgr.start(ctx); err != nil {
+		if offset, _, err = h.mgr.start(ctx, quickstart.ManagerOptions{}); err != nil {
 			return time.Time{}, fmt.Errorf("restarting the manager: %w\n%s", err, quickstart.TailFile(h.stack.ManagerLog, 30))
 		}
 	}
@@ -967,11 +1072,11 @@ func (h *harness) printFigures() {
 	}
 	h.mu.Lock()
 	results := append([]*phaseResult(nil), h.results...)
-	restarts, disc, reco, deleted := h.restarts, h.disconnects, h.reconnects, h.deletedDevices
+	restarts, handovers, disc, reco, deleted := h.restarts, h.handovers, h.disconnects, h.reconnects, h.deletedDevices
 	h.mu.Unlock()
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n==== vk-flightctl reliability figures (mode %s, seed %d, %s in all)\n", h.mode.name, h.seed, time.Since(h.start).Round(time.Second))
-	fmt.Fprintf(&b, "%-15s %-42s %8s %5s %5s %5s %5s %8s %6s %15s %10s %6s  %s\n",
+	fmt.Fprintf(&b, "%-17s %-42s %8s %5s %5s %5s %5s %8s %6s %15s %10s %6s  %s\n",
 		"phase", "fault", "duration", "ops", "503", "409", "drop", "API req", "resch", "lost/dup/leak/stale", "converged", "bound", "result")
 	var ops opCounts
 	var latencyReqs int64
@@ -988,7 +1093,7 @@ func (h *harness) printFigures() {
 		if !r.ok {
 			verdict = "FAIL"
 		}
-		fmt.Fprintf(&b, "%-15s %-42s %8s %5d %5d %5d %5d %8d %6d %15s %10s %6s  %s\n",
+		fmt.Fprintf(&b, "%-17s %-42s %8s %5d %5d %5d %5d %8d %6d %15s %10s %6s  %s\n",
 			r.name, trim(r.fault, 42), r.duration.Round(100*time.Millisecond), r.ops.total(), r.stats.InjectedErrors, r.stats.InjectedConflicts,
 			r.stats.DroppedRequests, r.stats.apiRequests(), r.reschedules, fmt.Sprintf("%d/%d/%d/%d", r.lost, r.dup, r.leaked, r.stale),
 			fmtConv(r), r.bound, verdict)
@@ -1003,7 +1108,7 @@ func (h *harness) printFigures() {
 		ops.total(), ops.Creates, ops.Updates, ops.Deletes, ops.Scales, ops.Errors)
 	fmt.Fprintf(&b, "faults injected:   %d x 503, %d x 409, %d requests dropped (unreachable), %d requests delayed 500ms; %d device disconnects / %d reconnects; %d device(s) deleted\n",
 		total.InjectedErrors, total.InjectedConflicts, total.DroppedRequests, latencyReqs, disc, reco, deleted)
-	fmt.Fprintf(&b, "manager restarts:  %d (SIGKILL)\n", restarts)
+	fmt.Fprintf(&b, "manager restarts:  %d (SIGKILL); %d leader hand-over(s) between two leader-elected managers\n", restarts, handovers)
 	fmt.Fprintf(&b, "workloads:         lost %d, duplicated %d, leaked %d, stale (update lost) %d (all must be 0); %d pods rescheduled by DeviceTimeout (documented)\n",
 		lost, dup, leaked, stale, resched)
 	if h.watcher != nil {
@@ -1022,7 +1127,7 @@ func (h *harness) printFigures() {
 			notes = append(notes, "after the failure, force-deleted "+strings.Join(r.quarantined, ","))
 		}
 		for _, n := range notes {
-			fmt.Fprintf(&b, "note %-15s %s\n", r.name+":", n)
+			fmt.Fprintf(&b, "note %-18s %s\n", r.name+":", n)
 		}
 	}
 	if h.model != nil {
@@ -1041,6 +1146,9 @@ func (h *harness) diagnostics() {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n==== diagnostics (temporary directory %s, kept)\n", h.tmp)
 	fmt.Fprintln(&b, quickstart.TailFile(h.stack.ManagerLog, 150))
+	if standby := h.stack.ManagerLogOf(standbyManager); fileSize(standby) > 0 {
+		fmt.Fprintln(&b, quickstart.TailFile(standby, 100))
+	}
 	fmt.Fprintln(&b, quickstart.TailFile(h.stack.SimLog, 40))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -1070,6 +1178,9 @@ func (h *harness) diagnostics() {
 				summary := ""
 				if d.Status != nil {
 					summary = d.Status.Summary.Status
+				}
+				if d.Metadata.Owner != nil {
+					summary += ", owner " + *d.Metadata.Owner
 				}
 				fmt.Fprintf(&b, "    %s (%s): %s\n", d.Metadata.Name, summary, strings.Join(apps, " "))
 			}

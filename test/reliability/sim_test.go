@@ -186,3 +186,71 @@ func (c *simClient) createDevice(ctx context.Context, name string, labels map[st
 func (c *simClient) deleteDevice(ctx context.Context, name string) error {
 	return c.do(ctx, http.MethodDelete, "/api/v1/devices/"+url.PathEscape(name), nil, nil)
 }
+
+// device reads one device through the REST API.
+func (c *simClient) device(ctx context.Context, name string) (*flightctl.Device, error) {
+	var d flightctl.Device
+	return &d, c.do(ctx, http.MethodGet, "/api/v1/devices/"+url.PathEscape(name), nil, &d)
+}
+
+// setDeviceLabel adds or changes one label with a JSON patch, as an
+// administrator relabelling a device would (label changes are accepted
+// whoever owns the device).
+func (c *simClient) setDeviceLabel(ctx context.Context, device, key, value string) error {
+	return c.patchDevice(ctx, device, []map[string]any{{"op": "add", "path": "/metadata/labels/" + jsonPointerEscape(key), "value": value}})
+}
+
+// removeDeviceLabel removes one label with a JSON patch.
+func (c *simClient) removeDeviceLabel(ctx context.Context, device, key string) error {
+	return c.patchDevice(ctx, device, []map[string]any{{"op": "remove", "path": "/metadata/labels/" + jsonPointerEscape(key)}})
+}
+
+func (c *simClient) patchDevice(ctx context.Context, device string, ops []map[string]any) error {
+	raw, err := json.Marshal(ops)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	path := "/api/v1/devices/" + url.PathEscape(device)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPatch, c.base+path, bytes.NewReader(raw))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	// Flightctl takes RFC 6902 patches only.
+	req.Header.Set("Content-Type", "application/json-patch+json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("PATCH %s: %w", path, err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("PATCH %s: %s: %s", path, resp.Status, strings.TrimSpace(string(body)))
+	}
+	return nil
+}
+
+func jsonPointerEscape(s string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(s, "~", "~0"), "/", "~1")
+}
+
+// createFleet creates a Flightctl Fleet: the server's worker gives it the
+// devices its selector matches (metadata.owner "Fleet/<name>") and rolls
+// its template out to them, replacing their whole spec.
+func (c *simClient) createFleet(ctx context.Context, name string, selector map[string]string, templateSpec map[string]any) error {
+	body := map[string]any{
+		"apiVersion": "flightctl.io/v1beta1", "kind": "Fleet",
+		"metadata": map[string]any{"name": name},
+		"spec": map[string]any{
+			"selector": map[string]any{"matchLabels": selector},
+			"template": map[string]any{"spec": templateSpec},
+		},
+	}
+	return c.do(ctx, http.MethodPost, "/api/v1/fleets", body, nil, http.StatusCreated)
+}
+
+func (c *simClient) deleteFleet(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, "/api/v1/fleets/"+url.PathEscape(name), nil, nil)
+}
