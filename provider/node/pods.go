@@ -97,13 +97,14 @@ func podKey(ns, name string) string { return ns + "/" + name }
 // CreatePod places a new pod on a device and deploys it.
 func (rt *Runtime) CreatePod(ctx context.Context, pod *corev1.Pod) error {
 	key := podKey(pod.Namespace, pod.Name)
+	kept := rt.shared(pod)
 	rt.mu.Lock()
 	st, ok := rt.pods[key]
 	if ok && st.pod.UID == pod.UID {
 		rt.mu.Unlock()
 		return rt.UpdatePod(ctx, pod)
 	}
-	st = &podState{pod: pod.DeepCopy(), status: corev1.PodStatus{Phase: corev1.PodPending}}
+	st = &podState{pod: kept, status: corev1.PodStatus{Phase: corev1.PodPending}}
 	rt.pods[key] = st
 	rt.mu.Unlock()
 	return rt.owe(st, rt.deploy(ctx, st))
@@ -115,13 +116,14 @@ func (rt *Runtime) CreatePod(ctx context.Context, pod *corev1.Pod) error {
 // until the device runs the new content.
 func (rt *Runtime) UpdatePod(ctx context.Context, pod *corev1.Pod) error {
 	key := podKey(pod.Namespace, pod.Name)
+	kept := rt.shared(pod)
 	rt.mu.Lock()
 	st, ok := rt.pods[key]
 	if !ok || st.pod.UID != pod.UID {
 		rt.mu.Unlock()
 		return rt.CreatePod(ctx, pod)
 	}
-	st.pod = pod.DeepCopy()
+	st.pod = kept
 	phase := st.phase
 	rt.mu.Unlock()
 	switch phase {
@@ -132,6 +134,23 @@ func (rt *Runtime) UpdatePod(ctx context.Context, pod *corev1.Pod) error {
 	default:
 		return rt.owe(st, rt.deploy(ctx, st))
 	}
+}
+
+// shared returns the informer's copy of pod when it is the same version, so
+// the provider keeps no pod copy of its own (at 10,000 pods every copy is
+// tens of MiB); otherwise pod itself, which virtual-kubelet hands over as a
+// copy it does not touch again. Neither may be modified.
+func (rt *Runtime) shared(pod *corev1.Pod) *corev1.Pod {
+	rt.mu.Lock()
+	lister := rt.podLister
+	rt.mu.Unlock()
+	if lister == nil {
+		return pod
+	}
+	if cached, err := lister.Pods(pod.Namespace).Get(pod.Name); err == nil && cached.UID == pod.UID && cached.ResourceVersion == pod.ResourceVersion {
+		return cached
+	}
+	return pod
 }
 
 // owe keeps a pod whose change could not reach Flightctl (or the API
@@ -533,7 +552,9 @@ func (rt *Runtime) notify(st *podState) {
 			base = fresh
 		}
 	}
-	p := base.DeepCopy()
+	// The spec is shared, not copied: nobody writes to it, and
+	// virtual-kubelet keeps this object for every pod.
+	p := &corev1.Pod{TypeMeta: base.TypeMeta, ObjectMeta: *base.ObjectMeta.DeepCopy(), Spec: base.Spec}
 	p.Status = status
 	// virtual-kubelet writes status with UpdateStatus, which also stores
 	// the object's labels and annotations; the informer may not have seen

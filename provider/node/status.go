@@ -8,8 +8,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
-	"k8s.io/apimachinery/pkg/types"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	vkv1 "github.com/vk-flightctl/vk-flightctl/api/v1alpha1"
 	"github.com/vk-flightctl/vk-flightctl/provider/devicewriter"

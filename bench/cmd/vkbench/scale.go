@@ -273,6 +273,18 @@ ramp:
 		res.Profile = &pr
 		logf("scale: manager CPU profile of the steady window (%.1fs): %s", pr.WindowSeconds, pr.Top)
 	}
+	if cfg.Pprof {
+		// What the manager keeps per pod decides its memory at scale.
+		out := filepath.Join(resultsDir(b.root), b.rep.Time.Format("20060102T150405Z")+"-manager-heap-scale.pb.gz")
+		if err := b.mgr.fetch(ctx, "/heap?gc=1", out); err != nil {
+			return err
+		}
+		txt, err := runTool(ctx, "go", "tool", "pprof", "-top", "-sample_index=inuse_space", out)
+		if err != nil {
+			return err
+		}
+		logf("scale: manager heap in use with every pod running (%s):\n    %s", out, strings.Join(topLines(string(txt), 25), "\n    "))
+	}
 	st, err = sim.stats(ctx)
 	if err != nil {
 		return err
