@@ -53,7 +53,7 @@ vet: ## Run go vet.
 	$(GO) vet ./...
 
 .PHONY: test
-test: verify-generated vet k8s-binaries-all kwok ## Run every test: unit, contract, envtest and end-to-end (what CI runs).
+test: verify-generated vet k8s-binaries-all kwok ## Run every test: unit, contract, fuzz, envtest, end-to-end, reliability and bench in quick mode (what CI runs).
 	hack/run-tests.sh
 
 .PHONY: test-unit
