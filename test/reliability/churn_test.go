@@ -115,6 +115,18 @@ func (m *model) hold(names []string) {
 	}
 }
 
+// deletedByChurn reports whether the churn deleted a pod found gone,
+// allowing the churn a moment to record a deletion it just made.
+func (m *model) deletedByChurn(name string) bool {
+	for i := 0; i < 20; i++ {
+		if m.churnDeleted(name) {
+			return true
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return false
+}
+
 // churnDeleted reports whether the churn deleted the bare pod.
 func (m *model) churnDeleted(name string) bool {
 	m.mu.Lock()
@@ -271,8 +283,11 @@ func (c *churner) reimage(ctx context.Context, name string, sentinel bool) error
 	})
 	if err != nil {
 		// A pod deleted by a DeviceTimeout reschedule is NotFound; the
-		// evaluation accounts for it.
-		c.model.recordErr("set image of pod %s: %v", name, err)
+		// evaluation accounts for it. One the churn itself deleted
+		// meanwhile is no refused call.
+		if !apierrors.IsNotFound(err) || !c.model.deletedByChurn(name) {
+			c.model.recordErr("set image of pod %s: %v", name, err)
+		}
 		return err
 	}
 	c.model.mu.Lock()
@@ -309,8 +324,18 @@ func (c *churner) sentinels(ctx context.Context) (created, reimaged string, err 
 		return created, "", nil
 	}
 	sort.Strings(candidates)
-	reimaged = candidates[c.intN(len(candidates))]
-	return created, reimaged, c.reimage(ctx, reimaged, true)
+	// The churn may be deleting a candidate right now (it chose it before
+	// the reimage marks it a sentinel): then take another one.
+	for len(candidates) > 0 {
+		i := c.intN(len(candidates))
+		reimaged = candidates[i]
+		err = c.reimage(ctx, reimaged, true)
+		if !apierrors.IsNotFound(err) || !c.model.deletedByChurn(reimaged) {
+			return created, reimaged, err
+		}
+		candidates = append(candidates[:i], candidates[i+1:]...)
+	}
+	return created, "", nil
 }
 
 func (c *churner) delete(ctx context.Context, name string) {

@@ -136,6 +136,12 @@ func (h *harness) takeOver(ctx context.Context, r *phaseResult) (labelled, owned
 	// What happens to the device's bare pods must be the product's doing,
 	// not the churn deleting them first.
 	h.model.hold(r.heldPods)
+	// A churn deletion chosen just before the hold may still land: let it,
+	// and judge only the pods that are still there.
+	if err := h.pause(ctx, time.Second); err != nil {
+		return labelled, ownedAt, err
+	}
+	r.heldPods = h.keepPresent(ctx, r, r.heldPods)
 	if err := h.sim.setDeviceLabel(ctx, dev, takeoverLabel, "yes"); err != nil {
 		return labelled, ownedAt, err
 	}
@@ -165,6 +171,26 @@ func (h *harness) takeOver(ctx context.Context, r *phaseResult) (labelled, owned
 		r.note("binding reported %s unusable (%s) %s after the takeover", dev, inventory.ReasonOwnedByFleet, took.Round(100*time.Millisecond))
 	}
 	return labelled, ownedAt, nil
+}
+
+// keepPresent returns the named pods that exist and are not terminating,
+// and forgets the others as pods of the owned device.
+func (h *harness) keepPresent(ctx context.Context, r *phaseResult, names []string) []string {
+	var out []string
+	for _, n := range names {
+		p, err := h.kube.CoreV1().Pods(testNamespace).Get(ctx, n, metav1.GetOptions{})
+		if err == nil && p.DeletionTimestamp == nil {
+			out = append(out, n)
+			continue
+		}
+		for uid, name := range r.ownedPods {
+			if name == n {
+				delete(r.ownedPods, uid)
+			}
+		}
+		h.logf("pod %s went before the takeover (deleted by the churn); not judged", n)
+	}
+	return out
 }
 
 // waitTakenOver waits until the device is owned by the takeover fleet and
