@@ -121,7 +121,7 @@ func TestScaleListPage(t *testing.T) {
 	fetchPage(t, c.hc, s, "")
 	warm := time.Since(start)
 	// Times are printed, not asserted: under the race detector on a busy
-	// machine they vary tenfold (BenchmarkListPage measures them).
+	// machine they vary tenfold (BenchmarkListDevicesPage measures them).
 	t.Logf("1000-device page: %d bytes, cold %v, warm %v", size, cold, warm)
 	// Walk every page.
 	pages := 1
