@@ -32,7 +32,7 @@ func run() int {
 	only := flag.String("scenarios", "1,2,3,4,5,6", "which scenarios to run, comma-separated (they build on each other in order)")
 	flag.Parse()
 
-	root, err := repoRoot()
+	root, err := quickstart.RepoRoot()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		return 2
@@ -114,22 +114,4 @@ Flightctl simulator: %s (HTTPS; token and CA above); the device API, e.g.
 Logs: manager %s, simulator %s, control plane .local/cluster/logs/
 Stop everything: make demo-down
 `, exports, rel(envFile), s.SimURL, rel(s.SimBin), rel(s.ManagerLog), rel(s.SimLog))
-}
-
-// repoRoot finds the directory with go.mod above the working directory.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("no go.mod above the working directory: run from the repository")
-		}
-		dir = parent
-	}
 }

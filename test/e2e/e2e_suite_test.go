@@ -50,7 +50,7 @@ func TestE2E(t *testing.T) {
 }
 
 var _ = BeforeSuite(func(ctx SpecContext) {
-	root, err := repoRoot()
+	root, err := quickstart.RepoRoot()
 	Expect(err).NotTo(HaveOccurred())
 	tmp, err = os.MkdirTemp("", "vk-flightctl-e2e-")
 	Expect(err).NotTo(HaveOccurred())
@@ -62,7 +62,7 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 		BinDir:             filepath.Join(tmp, "bin"),
 		ClusterDir:         filepath.Join(tmp, "cluster"),
 		Kubeconfig:         filepath.Join(tmp, "kubeconfig"),
-		K8sBinDir:          k8sBinDir(root),
+		K8sBinDir:          quickstart.K8sBinDir(root),
 		ReconnectTimeout:   reconnectTimeout,
 		StatusPollInterval: statusPollInterval,
 		Out:                GinkgoWriter,
@@ -139,40 +139,4 @@ func dumpLogs() {
 
 func indent(s string) string {
 	return "    " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n    ")
-}
-
-// k8sBinDir is where the Kubernetes binaries are: $K8S_BIN_DIR, else
-// $KUBEBUILDER_ASSETS when it holds all five (make sets it to
-// bin/k8s/<version>), else bin/k8s/<version>.
-func k8sBinDir(root string) string {
-	if d := os.Getenv("K8S_BIN_DIR"); d != "" {
-		return d
-	}
-	if d := os.Getenv("KUBEBUILDER_ASSETS"); d != "" {
-		if _, err := os.Stat(filepath.Join(d, "kube-scheduler")); err == nil {
-			if _, err := os.Stat(filepath.Join(d, "kubectl")); err == nil {
-				return d
-			}
-		}
-	}
-	return filepath.Join(root, "bin", "k8s", quickstart.K8sVersion)
-}
-
-// repoRoot is the directory with go.mod above the package directory
-// (go test runs tests in the package directory).
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("no go.mod above %s", dir)
-		}
-		dir = parent
-	}
 }

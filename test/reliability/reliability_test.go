@@ -191,7 +191,7 @@ func setUp(t *testing.T, m mode) *harness {
 	h.rng = rand.New(rand.NewPCG(h.seed, h.seed^0x5eed))
 	h.logf("mode %s, seed %d (RELIABILITY_SEED=%d repeats the random choices)", m.name, h.seed, h.seed)
 
-	root, err := repoRoot()
+	root, err := quickstart.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,7 +226,7 @@ func setUp(t *testing.T, m mode) *harness {
 		BinDir:             filepath.Join(h.tmp, "bin"),
 		ClusterDir:         filepath.Join(h.tmp, "cluster"),
 		Kubeconfig:         filepath.Join(h.tmp, "kubeconfig"),
-		K8sBinDir:          k8sBinDir(root),
+		K8sBinDir:          quickstart.K8sBinDir(root),
 		ReconnectTimeout:   m.reconnectTimeout,
 		StatusPollInterval: statusPollInterval,
 		Out:                narration,
@@ -1217,39 +1217,4 @@ func tail(s string, n int) string {
 
 func indent(s string) string {
 	return "    " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n    ")
-}
-
-// k8sBinDir is where the Kubernetes binaries are, as test/e2e finds them:
-// $K8S_BIN_DIR, else $KUBEBUILDER_ASSETS when it holds all five, else
-// bin/k8s/<version>.
-func k8sBinDir(root string) string {
-	if d := os.Getenv("K8S_BIN_DIR"); d != "" {
-		return d
-	}
-	if d := os.Getenv("KUBEBUILDER_ASSETS"); d != "" {
-		if _, err := os.Stat(filepath.Join(d, "kube-scheduler")); err == nil {
-			if _, err := os.Stat(filepath.Join(d, "kubectl")); err == nil {
-				return d
-			}
-		}
-	}
-	return filepath.Join(root, "bin", "k8s", quickstart.K8sVersion)
-}
-
-// repoRoot is the directory with go.mod above the package directory.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("no go.mod above %s", dir)
-		}
-		dir = parent
-	}
 }

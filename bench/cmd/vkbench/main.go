@@ -168,23 +168,6 @@ func main() {
 	}
 }
 
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("go.mod not found above the working directory")
-		}
-		dir = parent
-	}
-}
-
 func logf(format string, args ...any) {
 	fmt.Printf("[vkbench %s] %s\n", time.Now().UTC().Format("15:04:05"), fmt.Sprintf(format, args...))
 }
@@ -205,7 +188,7 @@ type bench struct {
 }
 
 func run(ctx context.Context, cfg config) (err error) {
-	root, err := repoRoot()
+	root, err := quickstart.RepoRoot()
 	if err != nil {
 		return err
 	}
