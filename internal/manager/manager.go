@@ -20,6 +20,7 @@ import (
 	"github.com/vk-flightctl/vk-flightctl/provider/flightctl"
 	"github.com/vk-flightctl/vk-flightctl/provider/kubeletapi"
 	"github.com/vk-flightctl/vk-flightctl/provider/node"
+	"github.com/vk-flightctl/vk-flightctl/provider/nodeapi"
 )
 
 // Options configure the manager.
@@ -95,7 +96,7 @@ func Setup(mgr ctrl.Manager, o Options, logger logr.Logger) error {
 		Recorder:       mgr.GetEventRecorder("vk-flightctl-provider"),
 		Connections:    builder,
 		Namespace:      o.Namespace,
-		ProbeInventory: controllers.ListInventory,
+		ProbeInventory: nodeapi.ListInventory,
 	}
 	if o.EnableNodes {
 		kube, err := kubernetes.NewForConfig(mgr.GetConfig())
