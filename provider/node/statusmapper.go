@@ -32,10 +32,10 @@ func (m *statusMapper) update() {
 	away := m.reconnector.since()
 	now := m.now()
 	type change struct {
-		st     *podState
-		pod    *corev1.Pod
-		prev   corev1.PodStatus
-		next   corev1.PodStatus
+		st   *podState
+		pod  *corev1.Pod
+		prev corev1.PodStatus
+		next corev1.PodStatus
 	}
 	var changes []change
 	m.store.each(func(st *podState) {
