@@ -66,15 +66,41 @@ type FleetBindingReconciler struct {
 	ProbeInventory func(ctx context.Context, b *vkv1.FleetBinding, c *connection.Resolved) (*nodeapi.Inventory, error)
 }
 
-// scope carries what the steps of one reconcile share.
+// scope carries what the steps of one reconcile found. Steps fill it; they
+// signal failure only through their returned error.
 type scope struct {
 	binding  *vkv1.FleetBinding
 	settings settings.Effective
 	conn     *connection.Resolved
 	report   nodeapi.Report
-	// connErr is the classified connection failure, when there is one.
-	connErr *connection.Error
+	// failure is the step failure that ended the reconcile, when one did.
+	failure *connection.Error
+	// nodesEnabled is false when the manager runs without virtual nodes.
+	nodesEnabled bool
 }
+
+// problem is what keeps the binding from working: the failure that ended
+// the reconcile or, when every step passed, the last Flightctl call's
+// error as the node (or the probe) saw it.
+func (s *scope) problem() *connection.Error {
+	if s.failure != nil {
+		return s.failure
+	}
+	if s.report.FlightctlError != nil {
+		url := ""
+		if s.conn != nil {
+			url = s.conn.URL
+		}
+		return connection.Classify(s.report.FlightctlError, url)
+	}
+	return nil
+}
+
+// step is one phase of a reconcile. A *connection.Error means the binding
+// cannot go further as it is (it becomes the condition reason, and the
+// periodic resync retries); any other error is returned to
+// controller-runtime, which retries with backoff.
+type step func(context.Context, *scope) (reconcile.Result, error)
 
 // +kubebuilder:rbac:groups=vk.flightctl.io,resources=fleetbindings,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=vk.flightctl.io,resources=fleetbindings/status,verbs=get;update;patch
@@ -106,26 +132,43 @@ func (r *FleetBindingReconciler) Reconcile(ctx context.Context, req reconcile.Re
 	}
 
 	base := binding.DeepCopy()
-	s := &scope{binding: binding}
+	s := &scope{binding: binding, nodesEnabled: r.Nodes != nil}
 	defer func() {
 		if err := r.patchStatus(ctx, base, s); err != nil && retErr == nil {
 			retErr = err
 		}
 	}()
 
-	steps := []func(context.Context, *scope) (reconcile.Result, error){
+	for _, step := range []step{
 		r.resolveSettings,
+		r.checkSelector,
 		r.checkNodeName,
 		r.connect,
 		r.reconcileNode,
-	}
-	for _, step := range steps {
+	} {
 		res, err := step(ctx, s)
+		if failure, ok := connection.AsError(err); ok {
+			s.failure = failure
+			return r.reconcileInvalid(ctx, s)
+		}
 		if err != nil || !res.IsZero() {
 			return res, err
 		}
 	}
-	return reconcile.Result{RequeueAfter: r.resyncAfter(s)}, nil
+	return reconcile.Result{RequeueAfter: resyncAfter(s)}, nil
+}
+
+// reconcileInvalid stops the node of a binding that cannot work as it is
+// (bad configuration, a node name another binding holds), so a broken
+// Secret never leaves a node that nobody updates. Transient trouble keeps
+// the node: it reports and recovers on its own.
+func (r *FleetBindingReconciler) reconcileInvalid(ctx context.Context, s *scope) (reconcile.Result, error) {
+	if r.Nodes != nil && (s.failure.Reason == vkv1.ReasonNodeNameConflict || !s.failure.Transient) {
+		if err := r.Nodes.Remove(ctx, client.ObjectKeyFromObject(s.binding)); err != nil {
+			return reconcile.Result{}, err
+		}
+	}
+	return reconcile.Result{RequeueAfter: resyncAfter(s)}, nil
 }
 
 // resolveSettings folds the ConfigMap defaults and the spec together. A bad
@@ -138,11 +181,15 @@ func (r *FleetBindingReconciler) resolveSettings(ctx context.Context, s *scope) 
 		r.Recorder.Eventf(s.binding, nil, corev1.EventTypeWarning, "InvalidSettings", "Reconcile", "%v", err)
 	}
 	s.settings = settings.For(s.binding, defaults)
+	return reconcile.Result{}, nil
+}
+
+// checkSelector refuses a device selector Flightctl would reject.
+func (r *FleetBindingReconciler) checkSelector(_ context.Context, s *scope) (reconcile.Result, error) {
 	if _, err := labels.Parse(s.binding.EffectiveDeviceSelector()); err != nil {
-		s.connErr = &connection.Error{Reason: vkv1.ReasonInvalidSelector, Message: fmt.Sprintf(
+		return reconcile.Result{}, &connection.Error{Reason: vkv1.ReasonInvalidSelector, Message: fmt.Sprintf(
 			"spec.deviceSelector %q is not a valid label selector: %v; use Kubernetes syntax such as fleet=edge-fleet-1,site in (a,b)",
 			s.binding.EffectiveDeviceSelector(), err)}
-		return reconcile.Result{}, nil
 	}
 	return reconcile.Result{}, nil
 }
@@ -150,9 +197,6 @@ func (r *FleetBindingReconciler) resolveSettings(ctx context.Context, s *scope) 
 // checkNodeName refuses to run a second node under a name another binding
 // already uses; the older binding keeps it.
 func (r *FleetBindingReconciler) checkNodeName(ctx context.Context, s *scope) (reconcile.Result, error) {
-	if s.connErr != nil {
-		return reconcile.Result{}, nil
-	}
 	var all vkv1.FleetBindingList
 	if err := r.Client.List(ctx, &all); err != nil {
 		return reconcile.Result{}, err
@@ -164,10 +208,9 @@ func (r *FleetBindingReconciler) checkNodeName(ctx context.Context, s *scope) (r
 			continue
 		}
 		if olderThan(other, me) {
-			s.connErr = &connection.Error{Reason: vkv1.ReasonNodeNameConflict, Message: fmt.Sprintf(
+			return reconcile.Result{}, &connection.Error{Reason: vkv1.ReasonNodeNameConflict, Message: fmt.Sprintf(
 				"node %s is already registered by FleetBinding %s/%s; set spec.nodeName to a different name",
 				me.EffectiveNodeName(), other.Namespace, other.Name)}
-			return reconcile.Result{}, nil
 		}
 	}
 	return reconcile.Result{}, nil
@@ -182,32 +225,18 @@ func olderThan(a, b *vkv1.FleetBinding) bool {
 
 // connect resolves the credentials Secret into a client.
 func (r *FleetBindingReconciler) connect(ctx context.Context, s *scope) (reconcile.Result, error) {
-	if s.connErr != nil {
-		return reconcile.Result{}, nil
-	}
 	conn, err := r.Connections.Resolve(ctx, s.binding)
 	if err != nil {
-		s.connErr = connection.Classify(err, "")
-		return reconcile.Result{}, nil
+		return reconcile.Result{}, connection.Classify(err, "")
 	}
 	s.conn = conn
 	return reconcile.Result{}, nil
 }
 
-// reconcileNode runs the node when the binding is valid, and stops it when
-// the binding became invalid, so a broken Secret never leaves a node that
-// nobody updates.
+// reconcileNode runs the binding's node and collects its report. Flightctl
+// errors the node saw are part of the report, not a failure of this step:
+// the node keeps running and recovers when Flightctl does.
 func (r *FleetBindingReconciler) reconcileNode(ctx context.Context, s *scope) (reconcile.Result, error) {
-	if s.connErr != nil {
-		if s.connErr.Reason == vkv1.ReasonNodeNameConflict || !s.connErr.Transient {
-			if r.Nodes != nil {
-				if err := r.Nodes.Remove(ctx, client.ObjectKeyFromObject(s.binding)); err != nil {
-					return reconcile.Result{}, err
-				}
-			}
-		}
-		return reconcile.Result{}, nil
-	}
 	if r.Nodes != nil {
 		report, err := r.Nodes.Ensure(ctx, nodeapi.Request{Binding: s.binding, Connection: s.conn, Settings: s.settings})
 		if err != nil {
@@ -227,17 +256,14 @@ func (r *FleetBindingReconciler) reconcileNode(ctx context.Context, s *scope) (r
 			s.report.Inventory = inv
 		}
 	}
-	if s.report.FlightctlError != nil {
-		s.connErr = connection.Classify(s.report.FlightctlError, s.conn.URL)
-	}
 	return reconcile.Result{}, nil
 }
 
 // resyncAfter keeps conditions fresh between events: bindings have no watch
 // on Flightctl, so status would otherwise go stale.
-func (r *FleetBindingReconciler) resyncAfter(s *scope) time.Duration {
-	if s.connErr != nil {
-		if s.connErr.Transient {
+func resyncAfter(s *scope) time.Duration {
+	if p := s.problem(); p != nil {
+		if p.Transient {
 			return 15 * time.Second
 		}
 		return time.Minute

@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	vkv1 "github.com/vk-flightctl/vk-flightctl/api/v1alpha1"
+	"github.com/vk-flightctl/vk-flightctl/internal/connection"
 	"github.com/vk-flightctl/vk-flightctl/provider/inventory"
 )
 
@@ -37,11 +38,7 @@ func (r *FleetBindingReconciler) patchStatus(ctx context.Context, base *vkv1.Fle
 	st.DisconnectedDevices = s.report.DisconnectedDevices
 	st.Pods = s.report.Pods
 
-	r.setConnectedCondition(s)
-	r.setNodeCondition(s)
-	r.setDevicesCondition(s)
-	r.setDegradedCondition(s)
-	r.setReadyCondition(s)
+	setConditions(s)
 
 	err := r.Client.Status().Patch(ctx, b, client.MergeFrom(base))
 	if apierrors.IsNotFound(err) {
@@ -63,11 +60,22 @@ var configErrorReasons = map[string]bool{
 	vkv1.ReasonNodeNameConflict: true,
 }
 
-func (r *FleetBindingReconciler) setConnectedCondition(s *scope) {
+// setConditions computes every condition from what the reconcile found.
+// It reads nothing but s, so its table tests need no API server.
+func setConditions(s *scope) {
+	problem := s.problem()
+	setConnectedCondition(s, problem)
+	setNodeCondition(s, problem)
+	setDevicesCondition(s)
+	setDegradedCondition(s, problem)
+	setReadyCondition(s)
+}
+
+func setConnectedCondition(s *scope, problem *connection.Error) {
 	b := s.binding
 	switch {
-	case s.connErr != nil:
-		setCondition(b, vkv1.ConditionFlightctlConnected, metav1.ConditionFalse, s.connErr.Reason, s.connErr.Message)
+	case problem != nil:
+		setCondition(b, vkv1.ConditionFlightctlConnected, metav1.ConditionFalse, problem.Reason, problem.Message)
 	case s.conn != nil && s.report.Inventory != nil:
 		setCondition(b, vkv1.ConditionFlightctlConnected, metav1.ConditionTrue, vkv1.ReasonConnected,
 			fmt.Sprintf("Flightctl API at %s answered", s.conn.URL))
@@ -77,21 +85,21 @@ func (r *FleetBindingReconciler) setConnectedCondition(s *scope) {
 	}
 }
 
-func (r *FleetBindingReconciler) setNodeCondition(s *scope) {
+func setNodeCondition(s *scope, problem *connection.Error) {
 	b := s.binding
 	node := b.EffectiveNodeName()
 	switch {
-	case s.connErr != nil && s.connErr.Reason == vkv1.ReasonNodeNameConflict:
-		setCondition(b, vkv1.ConditionNodeRegistered, metav1.ConditionFalse, vkv1.ReasonNodeNameConflict, s.connErr.Message)
+	case problem != nil && problem.Reason == vkv1.ReasonNodeNameConflict:
+		setCondition(b, vkv1.ConditionNodeRegistered, metav1.ConditionFalse, vkv1.ReasonNodeNameConflict, problem.Message)
 	case s.report.Running:
 		setCondition(b, vkv1.ConditionNodeRegistered, metav1.ConditionTrue, vkv1.ReasonNodeRunning,
 			fmt.Sprintf("virtual node %s is registered and its lease is renewed", node))
-	case s.connErr != nil && configErrorReasons[s.connErr.Reason]:
+	case problem != nil && configErrorReasons[problem.Reason]:
 		setCondition(b, vkv1.ConditionNodeRegistered, metav1.ConditionFalse, vkv1.ReasonWaitingForFlightctl,
 			fmt.Sprintf("virtual node %s is not started until the binding's configuration is fixed", node))
 	case s.report.Message != "":
 		setCondition(b, vkv1.ConditionNodeRegistered, metav1.ConditionFalse, vkv1.ReasonNodeFailed, s.report.Message)
-	case r.Nodes == nil:
+	case !s.nodesEnabled:
 		setCondition(b, vkv1.ConditionNodeRegistered, metav1.ConditionFalse, vkv1.ReasonNodeStarting,
 			"this manager runs without virtual nodes (--enable-nodes=false)")
 	default:
@@ -100,7 +108,7 @@ func (r *FleetBindingReconciler) setNodeCondition(s *scope) {
 	}
 }
 
-func (r *FleetBindingReconciler) setDevicesCondition(s *scope) {
+func setDevicesCondition(s *scope) {
 	b := s.binding
 	inv := s.report.Inventory
 	switch {
@@ -120,7 +128,7 @@ func (r *FleetBindingReconciler) setDevicesCondition(s *scope) {
 	}
 }
 
-func (r *FleetBindingReconciler) setDegradedCondition(s *scope) {
+func setDegradedCondition(s *scope, problem *connection.Error) {
 	b := s.binding
 	var problems []string
 	reason := vkv1.ReasonHealthy
@@ -130,8 +138,8 @@ func (r *FleetBindingReconciler) setDegradedCondition(s *scope) {
 		}
 		problems = append(problems, msg)
 	}
-	if s.connErr != nil && s.connErr.Transient {
-		add(s.connErr.Reason, s.connErr.Message)
+	if problem != nil && problem.Transient {
+		add(problem.Reason, problem.Message)
 	}
 	if inv := s.report.Inventory; inv != nil {
 		if inv.Summary.Disconnected > 0 {
@@ -162,7 +170,7 @@ func (r *FleetBindingReconciler) setDegradedCondition(s *scope) {
 
 // setReadyCondition summarises: Ready needs a connection, a running node
 // and a usable device; otherwise it repeats the first blocking reason.
-func (r *FleetBindingReconciler) setReadyCondition(s *scope) {
+func setReadyCondition(s *scope) {
 	b := s.binding
 	for _, typ := range []string{vkv1.ConditionFlightctlConnected, vkv1.ConditionNodeRegistered, vkv1.ConditionDevicesAvailable} {
 		c := findCondition(b, typ)
