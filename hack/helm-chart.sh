@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates dist/chart from the kustomize output of config/default and
+# Regenerates dist/chart (and the values table in docs/helm.md) from the kustomize output of config/default and
 # config/prometheus (hack/lib/helmchart/main.go does the templating), so
 # the chart follows the kustomize bases. `make helm-chart` runs it;
 # hack/verify-generated.sh runs it and fails when the result differs from
@@ -17,4 +17,5 @@ trap 'rm -rf "$tmp"' EXIT
 "$KUSTOMIZE" build config/default >"$tmp/default.yaml"
 "$KUSTOMIZE" build config/prometheus >"$tmp/prometheus.yaml"
 go run hack/lib/helmchart/main.go -version "$VERSION" -out dist/chart \
-  -sample config/samples/vk_v1alpha1_fleetbinding.yaml "$tmp/default.yaml" "$tmp/prometheus.yaml"
+  -sample config/samples/vk_v1alpha1_fleetbinding.yaml -docs docs/helm.md \
+  "$tmp/default.yaml" "$tmp/prometheus.yaml"

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-generated=(config/crd/bases config/rbac/role.yaml api/v1alpha1/zz_generated.deepcopy.go config/rbac.yaml config/deployment.yaml dist/chart)
+generated=(config/crd/bases config/rbac/role.yaml api/v1alpha1/zz_generated.deepcopy.go config/rbac.yaml config/deployment.yaml dist/chart docs/helm.md)
 snap="$(mktemp -d)"
 trap 'rm -rf "$snap"' EXIT
 for p in "${generated[@]}"; do
