@@ -52,7 +52,7 @@ helm-lint: helm ## helm lint and helm template dist/chart with the default value
 	HELM=$(HELM) hack/helm-lint.sh
 
 .PHONY: verify-generated
-verify-generated: kustomize ## Fail when generated files (CRD, RBAC, quickstart files, dist/chart) differ from their sources, or a kustomize base does not render.
+verify-generated: kustomize ## Fail when generated files (CRD, RBAC, quickstart files, dist/chart) differ from their sources (also the values table in docs/helm.md), or a kustomize base does not render.
 	hack/verify-generated.sh
 	for d in config/default config/prometheus config/samples config/quickstart/rbac config/quickstart/deployment; do \
 	  $(KUSTOMIZE) build $$d >/dev/null || { echo "kustomize build $$d failed" >&2; exit 1; }; done
@@ -98,8 +98,8 @@ demo-down: ## Stop everything make demo started.
 	hack/demo-down.sh
 
 .PHONY: test-e2e
-test-e2e: k8s-binaries-all ## Run the end-to-end suite (real local control plane, manager and simulator as processes).
-	$(GO) test -count=1 -timeout 30m ./test/e2e/... -ginkgo.no-color -ginkgo.v
+test-e2e: k8s-binaries-all helm ## Run the end-to-end suites, quickstart and Helm chart (real local control plane, manager and simulator as processes; one package at a time).
+	HELM=$(HELM) $(GO) test -count=1 -p 1 -timeout 30m ./test/e2e/... -ginkgo.no-color -ginkgo.v
 
 .PHONY: test-helm
 test-helm: k8s-binaries-all helm ## Install dist/chart into a local control plane with helm, run the manager with the chart's ServiceAccount/RBAC/ConfigMap, get a Ready node, uninstall.
