@@ -18,4 +18,4 @@ trap 'rm -rf "$tmp"' EXIT
 "$KUSTOMIZE" build config/prometheus >"$tmp/prometheus.yaml"
 go run hack/lib/helmchart/main.go -version "$VERSION" -out dist/chart \
   -sample config/samples/vk_v1alpha1_fleetbinding.yaml -docs docs/helm.md \
-  "$tmp/default.yaml" "$tmp/prometheus.yaml"
+  -monitoring "$tmp/prometheus.yaml" "$tmp/default.yaml"

@@ -62,8 +62,11 @@ const (
 // replaced by template text afterwards: marshalling keeps the YAML valid
 // and deterministic, the replacement adds what YAML cannot hold.
 const (
-	phPrefix = "__HELM_"
-	phLabels = phPrefix + "LABELS__"
+	// monitoringMark flags an object of the -monitoring input (removed
+	// before marshalling).
+	monitoringMark = "__monitoring"
+	phPrefix       = "__HELM_"
+	phLabels       = phPrefix + "LABELS__"
 )
 
 func main() {
@@ -71,8 +74,9 @@ func main() {
 	out := flag.String("out", "dist/chart", "chart directory to (re)write")
 	sample := flag.String("sample", "", "sample FleetBinding shown in NOTES.txt")
 	docs := flag.String("docs", "", "markdown file whose values table (between "+tableStart+" and "+tableEnd+") is rewritten")
+	monitoring := flag.String("monitoring", "", "kustomize output of config/prometheus: installed only with metrics.serviceMonitor.enabled")
 	flag.Parse()
-	if err := run(*version, *out, *sample, *docs, flag.Args()); err != nil {
+	if err := run(*version, *out, *sample, *docs, *monitoring, flag.Args()); err != nil {
 		fmt.Fprintln(os.Stderr, "helmchart:", err)
 		os.Exit(1)
 	}
@@ -87,17 +91,34 @@ const (
 	tableEnd   = "<!-- end of values table -->"
 )
 
-func run(version, out, samplePath, docsPath string, inputs []string) error {
+func run(version, out, samplePath, docsPath, monitoringPath string, inputs []string) error {
 	if version == "" || len(inputs) == 0 {
-		return errors.New("usage: helmchart -version V [-out DIR] [-sample FILE] KUSTOMIZE-OUTPUT...")
+		return errors.New("usage: helmchart -version V [-out DIR] [-sample FILE] [-docs FILE] [-monitoring FILE] KUSTOMIZE-OUTPUT...")
 	}
 	var objs []object
+	seen := map[string]bool{}
 	for _, in := range inputs {
 		o, err := readObjects(in)
 		if err != nil {
 			return err
 		}
+		for _, x := range o {
+			seen[str(x, "kind")+"/"+str(x, "metadata", "name")] = true
+		}
 		objs = append(objs, o...)
+	}
+	if monitoringPath != "" {
+		o, err := readObjects(monitoringPath)
+		if err != nil {
+			return err
+		}
+		for _, x := range o {
+			// An object the main input has too is installed always.
+			if !seen[str(x, "kind")+"/"+str(x, "metadata", "name")] {
+				x[monitoringMark] = true
+				objs = append(objs, x)
+			}
+		}
 	}
 	g := &generator{files: map[string]string{}, version: version}
 	if samplePath != "" {
@@ -180,6 +201,8 @@ type generator struct {
 	monitorInterval    string
 	managerName        string
 	serviceAccount     string
+	// podDefaults are pod fields kustomize sets that values replace.
+	podDefaults map[string]any
 }
 
 func (g *generator) generate(objs []object) error {
@@ -188,6 +211,8 @@ func (g *generator) generate(objs []object) error {
 		if kind == "" || name == "" {
 			return fmt.Errorf("an object without kind or name: %v", o)
 		}
+		monitoring := o[monitoringMark] == true
+		delete(o, monitoringMark)
 		var (
 			file string
 			body string
@@ -221,6 +246,10 @@ func (g *generator) generate(objs []object) error {
 		}
 		if err != nil {
 			return fmt.Errorf("%s %s: %w", kind, name, err)
+		}
+		if monitoring {
+			// config/prometheus: only for a Prometheus Operator.
+			body = "{{- if and .Values.metrics.enabled .Values.metrics.serviceMonitor.enabled }}\n" + body + "{{- end }}\n"
 		}
 		if prev, ok := g.files[file]; ok {
 			body = prev + "---\n" + body
@@ -337,14 +366,10 @@ func (g *generator) serviceMonitor(o object) (string, error) {
 		}
 	}
 	o["metadata"].(object)["labels"].(object)[phPrefix+"SMLABELS__"] = "x"
-	body, err := render(o, map[string]string{
+	return render(o, map[string]string{
 		phPrefix + "INTERVAL__": "{{ .Values.metrics.serviceMonitor.interval }}",
 		phPrefix + "SMLABELS__": "{{- with .Values.metrics.serviceMonitor.labels }}\n%[1]s{{- toYaml . | nindent %[2]d }}\n%[1]s{{- end }}",
 	})
-	if err != nil {
-		return "", err
-	}
-	return "{{- if and .Values.metrics.enabled .Values.metrics.serviceMonitor.enabled }}\n" + body + "{{- end }}\n", nil
 }
 
 func (g *generator) metricsService(o object) (string, error) {
@@ -355,12 +380,7 @@ func (g *generator) metricsService(o object) (string, error) {
 			pm["port"] = phPrefix + "MPORT__"
 		}
 	}
-	body, err := render(o, map[string]string{phPrefix + "MPORT__": "{{ .Values.metrics.port }}"})
-	if err != nil {
-		return "", err
-	}
-	// The Service exists for the ServiceMonitor; without one it has no use.
-	return "{{- if and .Values.metrics.enabled .Values.metrics.serviceMonitor.enabled }}\n" + body + "{{- end }}\n", nil
+	return render(o, map[string]string{phPrefix + "MPORT__": "{{ .Values.metrics.port }}"})
 }
 
 var metricsArg = regexp.MustCompile(`^--metrics-bind-address=(.*):(\d+)$`)
@@ -386,19 +406,25 @@ func (g *generator) deployment(o object) (string, error) {
 	}
 	plabels[phPrefix+"PODLABELS__"] = "x"
 	tmeta["labels"] = plabels
-	if _, ok := tmeta["annotations"]; ok {
-		return "", errors.New("pod template annotations: not supported by the generator yet")
+	// Fields the kustomize pod may set and a value replaces: the kustomize
+	// setting becomes the value's default.
+	g.podDefaults = map[string]any{}
+	if a, ok := tmeta["annotations"]; ok {
+		g.podDefaults["podAnnotations"] = a
 	}
 	tmeta["annotations"] = phPrefix + "PODANN__"
 	pod := tmpl["spec"].(object)
 	g.serviceAccount, _ = pod["serviceAccountName"].(string)
 	g.podSecurityContext = pod["securityContext"]
 	pod["securityContext"] = phPrefix + "PODSEC__"
-	for _, k := range []string{"nodeSelector", "tolerations", "affinity", "imagePullSecrets", "priorityClassName", "volumes"} {
-		if _, ok := pod[k]; ok {
-			return "", fmt.Errorf("pod %s: not supported by the generator yet (it would be overwritten by the value)", k)
+	for _, k := range []string{"nodeSelector", "tolerations", "affinity", "imagePullSecrets", "priorityClassName"} {
+		if v, ok := pod[k]; ok {
+			g.podDefaults[k] = v
 		}
 	}
+	// Volumes and mounts of the kustomize pod stay; the kubelet TLS ones
+	// are added after them.
+	podVolumes, _ := pod["volumes"].([]any)
 	pod["imagePullSecrets"] = phPrefix + "PULLSECRETS__"
 	pod["nodeSelector"] = phPrefix + "NODESEL__"
 	pod["tolerations"] = phPrefix + "TOLER__"
@@ -490,9 +516,7 @@ func (g *generator) deployment(o object) (string, error) {
 	c["resources"] = phPrefix + "RESOURCES__"
 	g.securityContext = c["securityContext"]
 	c["securityContext"] = phPrefix + "SEC__"
-	if _, ok := c["volumeMounts"]; ok {
-		return "", errors.New("container volumeMounts: not supported by the generator yet")
-	}
+	mounts, _ := c["volumeMounts"].([]any)
 	c["volumeMounts"] = phPrefix + "MOUNTS__"
 
 	toYAMLBlock := func(v string) string {
@@ -526,16 +550,30 @@ func (g *generator) deployment(o object) (string, error) {
 		phPrefix + "PRIO__":        "{{- with .Values.priorityClassName }}\n%[3]spriorityClassName: {{ . | quote }}\n%[3]s{{- end }}",
 		phPrefix + "ARGS__":        "\n" + indentLines(argLines, "%[3]s"),
 		phPrefix + "ENV__":         "\n" + indentLines(envLines, "%[3]s") + "\n%[3]s{{- with .Values.extraEnv }}\n%[3]s{{- toYaml . | nindent %[5]d }}\n%[3]s{{- end }}",
-		phPrefix + "MOUNTS__": "{{- if or .Values.kubeletTLS.secretName .Values.kubeletTLS.clientCAConfigMap }}\n%[3]svolumeMounts:" +
-			"\n%[3]s{{- if .Values.kubeletTLS.secretName }}\n%[3]s- name: kubelet-tls\n%[3]s  mountPath: " + kubeletTLSDir + "\n%[3]s  readOnly: true\n%[3]s{{- end }}" +
-			"\n%[3]s{{- if .Values.kubeletTLS.clientCAConfigMap }}\n%[3]s- name: kubelet-client-ca\n%[3]s  mountPath: " + kubeletClientCADir + "\n%[3]s  readOnly: true\n%[3]s{{- end }}" +
-			"\n%[3]s{{- end }}",
-		phPrefix + "VOLUMES__": "{{- if or .Values.kubeletTLS.secretName .Values.kubeletTLS.clientCAConfigMap }}\n%[3]svolumes:" +
-			"\n%[3]s{{- with .Values.kubeletTLS.secretName }}\n%[3]s- name: kubelet-tls\n%[3]s  secret:\n%[3]s    secretName: {{ . }}\n%[3]s{{- end }}" +
-			"\n%[3]s{{- with .Values.kubeletTLS.clientCAConfigMap }}\n%[3]s- name: kubelet-client-ca\n%[3]s  configMap:\n%[3]s    name: {{ . }}\n%[3]s{{- end }}" +
-			"\n%[3]s{{- end }}",
+		phPrefix + "MOUNTS__": listWithTLS("volumeMounts", mounts,
+			"{{- if .Values.kubeletTLS.secretName }}\n%[3]s- name: kubelet-tls\n%[3]s  mountPath: "+kubeletTLSDir+"\n%[3]s  readOnly: true\n%[3]s{{- end }}"+
+				"\n%[3]s{{- if .Values.kubeletTLS.clientCAConfigMap }}\n%[3]s- name: kubelet-client-ca\n%[3]s  mountPath: "+kubeletClientCADir+"\n%[3]s  readOnly: true\n%[3]s{{- end }}"),
+		phPrefix + "VOLUMES__": listWithTLS("volumes", podVolumes,
+			"{{- with .Values.kubeletTLS.secretName }}\n%[3]s- name: kubelet-tls\n%[3]s  secret:\n%[3]s    secretName: {{ . }}\n%[3]s{{- end }}"+
+				"\n%[3]s{{- with .Values.kubeletTLS.clientCAConfigMap }}\n%[3]s- name: kubelet-client-ca\n%[3]s  configMap:\n%[3]s    name: {{ . }}\n%[3]s{{- end }}"),
 	}
 	return render(o, repl)
+}
+
+// listWithTLS is the replacement for a list field (volumes,
+// volumeMounts): the kustomize entries as they are, then the kubelet TLS
+// entries (tls, a format at the key's indentation %[3]s). Without kustomize
+// entries the key is only written when a kubelet TLS value is set.
+func listWithTLS(key string, existing []any, tls string) string {
+	if len(existing) == 0 {
+		return "{{- if or .Values.kubeletTLS.secretName .Values.kubeletTLS.clientCAConfigMap }}\n%[3]s" + key + ":\n%[3]s" + tls + "\n%[3]s{{- end }}"
+	}
+	b, err := sigsyaml.Marshal(existing)
+	if err != nil {
+		panic(err) // a list decoded from YAML marshals
+	}
+	lines := strings.Split(strings.TrimRight(strings.ReplaceAll(escapeTemplates(string(b)), "%", "%%"), "\n"), "\n")
+	return "\n" + indentLines(lines, "%[3]s") + "\n%[3]s" + tls
 }
 
 // ---------------------------------------------------------------- rendering
@@ -660,7 +698,7 @@ func (g *generator) values() []value {
 			{key: "digest", doc: "Image digest (sha256:...); set, it wins over the tag.", def: ""},
 			{key: "pullPolicy", doc: "Image pull policy.", def: g.imagePullPolicy},
 		}},
-		{key: "imagePullSecrets", doc: "Secrets for pulling the image, e.g. [{name: regcred}].", def: []any{}},
+		{key: "imagePullSecrets", doc: "Secrets for pulling the image, e.g. [{name: regcred}].", def: g.podDefault("imagePullSecrets", []any{})},
 		{key: "replicas", doc: "Manager replicas. With leader election one is active and the others wait to take over; without it keep 1 (two active managers would fight over the nodes).", def: g.replicas},
 		{key: "leaderElection", doc: "Leader election (a Lease vk-flightctl-provider in the release namespace).", children: []value{
 			{key: "enabled", doc: "Pass --leader-elect: only the Lease holder runs nodes and writes to Flightctl.", def: g.leaderElect},
@@ -685,16 +723,25 @@ func (g *generator) values() []value {
 		{key: "podSecurityContext", doc: "Pod security context.", def: g.podSecurityContext},
 		{key: "securityContext", doc: "Manager container security context.", def: g.securityContext},
 		{key: "podLabels", doc: "Extra pod labels.", def: map[string]any{}},
-		{key: "podAnnotations", doc: "Extra pod annotations.", def: map[string]any{}},
-		{key: "nodeSelector", doc: "Pod node selector.", def: map[string]any{}},
-		{key: "tolerations", doc: "Pod tolerations.", def: []any{}},
-		{key: "affinity", doc: "Pod affinity.", def: map[string]any{}},
-		{key: "priorityClassName", doc: "Pod priority class.", def: ""},
+		{key: "podAnnotations", doc: "Extra pod annotations.", def: g.podDefault("podAnnotations", map[string]any{})},
+		{key: "nodeSelector", doc: "Pod node selector.", def: g.podDefault("nodeSelector", map[string]any{})},
+		{key: "tolerations", doc: "Pod tolerations.", def: g.podDefault("tolerations", []any{})},
+		{key: "affinity", doc: "Pod affinity.", def: g.podDefault("affinity", map[string]any{})},
+		{key: "priorityClassName", doc: "Pod priority class.", def: g.podDefault("priorityClassName", "")},
 		{key: "crds", doc: "The FleetBinding CRD, a template so helm upgrade updates it (Helm never upgrades crds/).", children: []value{
 			{key: "install", doc: "Install and upgrade the CRD with the release; false if you manage it yourself (config/crd).", def: true},
 			{key: "keep", doc: "Keep the CRD on helm uninstall (helm.sh/resource-policy: keep): deleting it would delete every FleetBinding and so every virtual node.", def: true},
 		}},
 	}
+}
+
+// podDefault is the kustomize pod's setting of a field a value replaces,
+// else def.
+func (g *generator) podDefault(key string, def any) any {
+	if v, ok := g.podDefaults[key]; ok {
+		return v
+	}
+	return def
 }
 
 // configDocs describe the ConfigMap's keys (config/manager/config.yaml).
