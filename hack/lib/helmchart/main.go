@@ -10,17 +10,20 @@
 // Makefile runs it by file name:
 //
 //	go run hack/lib/helmchart/main.go -version 0.1.0 -out dist/chart \
-//	    -sample config/samples/vk_v1alpha1_fleetbinding.yaml default.yaml prometheus.yaml
+//	    -sample config/samples/vk_v1alpha1_fleetbinding.yaml -docs docs/helm.md \
+//	    -monitoring prometheus.yaml default.yaml
 //
 // Every object of the input becomes a template with the release namespace
 // and Helm's standard labels. A fixed set of fields becomes values whose
 // defaults are read from the input, so the default install renders what
 // kustomize renders: the manager Deployment's replicas, image, resources,
 // security contexts, --leader-elect and metrics port; the
-// vk-flightctl-config ConfigMap's keys; the ServiceMonitor's interval. On
-// top come switches kustomize has no equivalent for: the CRD's keep
-// policy, the kubelet API certificate, extra args and env, scheduling
-// constraints. Object names are kept as they are: the manager looks up its
+// vk-flightctl-config ConfigMap's keys; the ServiceMonitor's interval; the
+// pod's scheduling fields. On top come switches kustomize has no
+// equivalent for: the CRD's keep policy, the kubelet API certificate,
+// extra args and env. The -monitoring input (config/prometheus) is
+// installed only with metrics.serviceMonitor.enabled. Object names are
+// kept as they are: the manager looks up its
 // ConfigMap by the fixed name vk-flightctl-config, and one installation
 // per cluster serves every FleetBinding.
 //
