@@ -71,4 +71,12 @@ hasnt "$alt" "helm.sh/resource-policy: keep" "crds.keep=false"
 
 has "$off" "- --metrics-bind-address=0" "metrics.enabled=false"
 hasnt "$off" "kind: CustomResourceDefinition" "crds.install=false"
+# values.schema.json refuses what the manager could not run with.
+for bad in replicas=two replica=2 'config.reconnectTimeout=5 minutes' metrics.port=0 image.pullPolicy=Sometimes; do
+  if "$HELM" template vk-flightctl "$CHART" --set "$bad" >/dev/null 2>&1; then
+    fail "values.schema.json accepts --set $bad"
+  fi
+done
+"$HELM" template vk-flightctl "$CHART" --set image.tag=1.2,config.reconnectTimeout=1.5h,global.x=y >/dev/null ||
+  fail "values.schema.json refuses a numeric image tag, a fractional duration or a global value"
 echo "helm lint and helm template: ok"

@@ -278,6 +278,11 @@ func (g *generator) generate(objs []object) error {
 		return err
 	}
 	g.files["values.yaml"] = valuesHeader + b
+	schema, err := valuesSchema(vals)
+	if err != nil {
+		return err
+	}
+	g.files["values.schema.json"] = schema
 	g.files["README.md"] = g.readme(vals)
 	return nil
 }
@@ -674,7 +679,15 @@ type value struct {
 	key, doc string
 	def      any
 	children []value
+	// schema adds JSON-schema constraints to what the default's type
+	// says (values.schema.json).
+	schema map[string]any
 }
+
+// durationSchema matches what Go's time.ParseDuration accepts, which is
+// what the manager parses the ConfigMap with (its minimums it checks and
+// reports itself).
+var durationSchema = map[string]any{"pattern": `^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`}
 
 func (g *generator) values() []value {
 	cfgKeys := make([]string, 0, len(g.config))
@@ -688,7 +701,7 @@ func (g *generator) values() []value {
 		if doc == "" {
 			doc = "Key " + k + " of the vk-flightctl-config ConfigMap."
 		}
-		cfg = append(cfg, value{key: k, doc: doc, def: g.config[k]})
+		cfg = append(cfg, value{key: k, doc: doc, def: g.config[k], schema: durationSchema})
 	}
 	interval := g.monitorInterval
 	if interval == "" {
@@ -697,22 +710,23 @@ func (g *generator) values() []value {
 	return []value{
 		{key: "image", doc: "The manager image (build it with the Dockerfile; nothing is published yet).", children: []value{
 			{key: "repository", doc: "Image repository.", def: g.imageRepo},
-			{key: "tag", doc: "Image tag; empty means the chart's appVersion.", def: ""},
+			// A number too: --set image.tag=1.2 parses as one.
+			{key: "tag", doc: "Image tag; empty means the chart's appVersion.", def: "", schema: map[string]any{"type": []string{"string", "number"}}},
 			{key: "digest", doc: "Image digest (sha256:...); set, it wins over the tag.", def: ""},
-			{key: "pullPolicy", doc: "Image pull policy.", def: g.imagePullPolicy},
+			{key: "pullPolicy", doc: "Image pull policy.", def: g.imagePullPolicy, schema: map[string]any{"enum": []string{"Always", "IfNotPresent", "Never"}}},
 		}},
 		{key: "imagePullSecrets", doc: "Secrets for pulling the image, e.g. [{name: regcred}].", def: g.podDefault("imagePullSecrets", []any{})},
-		{key: "replicas", doc: "Manager replicas. With leader election one is active and the others wait to take over; without it keep 1 (two active managers would fight over the nodes).", def: g.replicas},
+		{key: "replicas", doc: "Manager replicas. With leader election one is active and the others wait to take over; without it keep 1 (two active managers would fight over the nodes).", def: g.replicas, schema: map[string]any{"minimum": 0}},
 		{key: "leaderElection", doc: "Leader election (a Lease vk-flightctl-provider in the release namespace).", children: []value{
 			{key: "enabled", doc: "Pass --leader-elect: only the Lease holder runs nodes and writes to Flightctl.", def: g.leaderElect},
 		}},
 		{key: "config", doc: "Manager-wide defaults: the vk-flightctl-config ConfigMap, read live (no restart). A FleetBinding's own fields override them.", children: cfg},
 		{key: "metrics", doc: "The manager's Prometheus /metrics endpoint.", children: []value{
 			{key: "enabled", doc: "Serve /metrics; false passes --metrics-bind-address=0.", def: true},
-			{key: "port", doc: "Port of /metrics (container port metrics).", def: g.metricsPort},
+			{key: "port", doc: "Port of /metrics (container port metrics).", def: g.metricsPort, schema: map[string]any{"minimum": 1, "maximum": 65535}},
 			{key: "serviceMonitor", doc: "A Service and a Prometheus Operator ServiceMonitor for /metrics (needs the monitoring.coreos.com CRDs).", children: []value{
 				{key: "enabled", doc: "Create the Service and the ServiceMonitor.", def: false},
-				{key: "interval", doc: "Scrape interval.", def: interval},
+				{key: "interval", doc: "Scrape interval.", def: interval, schema: durationSchema},
 				{key: "labels", doc: "Extra ServiceMonitor labels, e.g. the release label your Prometheus selects.", def: map[string]any{}},
 			}},
 		}},
@@ -735,6 +749,57 @@ func (g *generator) values() []value {
 			{key: "install", doc: "Install and upgrade the CRD with the release; false if you manage it yourself (config/crd).", def: true},
 			{key: "keep", doc: "Keep the CRD on helm uninstall (helm.sh/resource-policy: keep): deleting it would delete every FleetBinding and so every virtual node.", def: true},
 		}},
+	}
+}
+
+// valuesSchema is values.schema.json: every key of values.yaml with the
+// type of its default, and no other key, so helm refuses a misspelt value
+// instead of ignoring it.
+func valuesSchema(vals []value) (string, error) {
+	root := schemaOf(vals)
+	// Helm passes a parent chart's global values to a subchart.
+	root["properties"].(map[string]any)["global"] = map[string]any{"type": "object", "description": "Helm's global values, set when this chart is a dependency."}
+	root["$schema"] = "https://json-schema.org/draft-07/schema#"
+	root["title"] = chartName + " values (generated by hack/lib/helmchart; do not edit)"
+	b, err := json.MarshalIndent(root, "", "  ")
+	if err != nil {
+		return "", err
+	}
+	return string(b) + "\n", nil
+}
+
+func schemaOf(vals []value) map[string]any {
+	props := map[string]any{}
+	for _, v := range vals {
+		var p map[string]any
+		if v.children != nil {
+			p = schemaOf(v.children)
+		} else {
+			p = map[string]any{"type": jsonType(v.def)}
+		}
+		p["description"] = v.doc
+		for k, c := range v.schema {
+			p[k] = c
+		}
+		props[v.key] = p
+	}
+	return map[string]any{"type": "object", "properties": props, "additionalProperties": false}
+}
+
+// jsonType is the JSON-schema type of a default: maps and lists stay open
+// (resources, affinity and the like are Kubernetes types).
+func jsonType(v any) string {
+	switch v.(type) {
+	case bool:
+		return "boolean"
+	case int, int64:
+		return "integer"
+	case string:
+		return "string"
+	case []any:
+		return "array"
+	default:
+		return "object"
 	}
 }
 
