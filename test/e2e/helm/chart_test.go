@@ -163,6 +163,17 @@ var _ = Describe("Helm chart", Ordered, func() {
 		Expect(cm).To(Equal("5s"))
 	}, SpecTimeout(4*time.Minute))
 
+	It("serves the kubelet API with the certificate of kubeletTLS.secretName", func(ctx SpecContext) {
+		port, err := kubectl(ctx, "get", "node", stack.NodeName(), "-o", "jsonpath={.status.daemonEndpoints.kubeletEndpoint.Port}")
+		Expect(err).NotTo(HaveOccurred())
+		served, err := servedCertificate(ctx, "127.0.0.1:"+strings.TrimSpace(port))
+		Expect(err).NotTo(HaveOccurred())
+		want, err := certDER(kubeletCertPEM)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(served).To(Equal(want), "the node's kubelet endpoint presents the certificate of Secret %s/%s, mounted where the chart's args point", namespace, kubeletSecret)
+		fmt.Fprintf(GinkgoWriter, "kubelet API on 127.0.0.1:%s presents the certificate of Secret %s/%s\n", strings.TrimSpace(port), namespace, kubeletSecret)
+	})
+
 	It("helm uninstall leaves nothing behind but the CRD the chart keeps", func(ctx SpecContext) {
 		// First what the chart does not own: the binding (its finalizer
 		// needs the manager to remove the node), then the manager.
@@ -203,10 +214,10 @@ var _ = Describe("Helm chart", Ordered, func() {
 			"-A", "-l", "app.kubernetes.io/instance="+release, "-o", "name")
 		Expect(err).NotTo(HaveOccurred())
 		Expect(strings.Fields(labelled)).To(ConsistOf("customresourcedefinition.apiextensions.k8s.io/fleetbindings.vk.flightctl.io"))
-		// Not the chart's: the manager's leader Lease stays, as it would
-		// after a kustomize delete.
-		leases, _ := kubectl(ctx, "get", "leases", "-n", namespace, "-o", "name")
-		fmt.Fprintf(GinkgoWriter, "left in %s by the manager, not by Helm: %s\n", namespace, orNone(leases))
+		// Not the chart's: the manager's leader Lease and the suite's
+		// kubelet certificate Secret stay, as after a kustomize delete.
+		left, _ := kubectl(ctx, "get", "leases,secrets", "-n", namespace, "-o", "name")
+		fmt.Fprintf(GinkgoWriter, "left in %s, made by the manager or the user, not by Helm: %s\n", namespace, orNone(left))
 	}, SpecTimeout(4*time.Minute))
 
 	It("installs again over the kept CRD, and uninstalls", func(ctx SpecContext) {
@@ -325,21 +336,6 @@ func chartAppVersion() string {
 	Expect(yaml.Unmarshal(out, &c)).To(Succeed())
 	Expect(c.AppVersion).NotTo(BeEmpty())
 	return c.AppVersion
-}
-
-// processArgs are the chart's container args for a manager run as a
-// process here: the pod-network addresses are left to the stack.
-func processArgs(args []string) []string {
-	var out []string
-	for _, a := range args {
-		flag, _, _ := strings.Cut(a, "=")
-		switch flag {
-		case "--metrics-bind-address", "--health-probe-bind-address", "--kubelet-listen-address":
-			continue
-		}
-		out = append(out, a)
-	}
-	return out
 }
 
 // startLine is the manager's "Provider starting" log entry.

@@ -44,8 +44,12 @@ const (
 )
 
 // installValues are the values the spec installs with: the Deployment
-// scaled to zero (see the package comment).
-var installValues = []string{"--set", "replicas=0"}
+// scaled to zero (see the package comment), and the kubelet API serving
+// certificate from a Secret the suite creates, as a user would.
+var installValues = []string{"--set", "replicas=0", "--set", "kubeletTLS.secretName=" + kubeletSecret}
+
+// kubeletSecret is the kubernetes.io/tls Secret for the kubelet API.
+const kubeletSecret = "kubelet-tls"
 
 var (
 	root    string
@@ -55,6 +59,11 @@ var (
 	tmp     string
 	// installOutput is what `helm install` printed.
 	installOutput string
+	// secretMounts maps a Secret of the chart's Deployment to the local
+	// directory standing in for its volume mount.
+	secretMounts map[string]string
+	// kubeletCertPEM and kubeletKeyPEM go into the kubeletSecret.
+	kubeletCertPEM, kubeletKeyPEM []byte
 )
 
 func TestHelm(t *testing.T) {
@@ -81,13 +90,19 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 	// The manager's command line is the chart's: the arguments of the
 	// Deployment helm renders with the install's values, but for the
 	// three addresses that would bind the pod's network, which the stack
-	// replaces with free ports on 127.0.0.1.
+	// replaces with free ports on 127.0.0.1, and with the Deployment's
+	// Secret volumes under tmp/mounts instead of their mount paths.
 	rendered, err := helmOutput(ctx, append([]string{"template", release, chart, "-n", namespace}, installValues...)...)
 	Expect(err).NotTo(HaveOccurred())
 	dep, err := deploymentOf(rendered)
 	Expect(err).NotTo(HaveOccurred())
-	managerArgs := processArgs(dep.Spec.Template.Spec.Containers[0].Args)
-	fmt.Fprintf(GinkgoWriter, "manager arguments from the chart's Deployment (addresses replaced by the stack's): %s\n", strings.Join(managerArgs, " "))
+	var managerArgs []string
+	managerArgs, secretMounts, err = processCommand(dep, filepath.Join(tmp, "mounts"))
+	Expect(err).NotTo(HaveOccurred())
+	fmt.Fprintf(GinkgoWriter, "manager arguments from the chart's Deployment (addresses replaced by the stack's, mounts under %s): %s\n",
+		filepath.Join(tmp, "mounts"), strings.Join(managerArgs, " "))
+	kubeletCertPEM, kubeletKeyPEM, err = selfSignedCert()
+	Expect(err).NotTo(HaveOccurred())
 
 	stack, err = quickstart.NewStack(quickstart.StackConfig{
 		Root:               root,
@@ -118,14 +133,39 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 	}
 }, NodeTimeout(8*time.Minute))
 
-// helmInstall is the stack's install step.
+// helmInstall is the stack's install step: the kubelet certificate
+// Secret, `helm install`, then the Deployment's Secret volumes written
+// where the manager process reads them (a kubelet's job in a cluster).
 func helmInstall(ctx context.Context) error {
+	dir, err := os.MkdirTemp(tmp, "kubelet-cert-")
+	if err != nil {
+		return err
+	}
+	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	if err := os.WriteFile(certFile, kubeletCertPEM, 0o600); err != nil {
+		return err
+	}
+	if err := os.WriteFile(keyFile, kubeletKeyPEM, 0o600); err != nil {
+		return err
+	}
+	for _, args := range [][]string{
+		{"create", "namespace", namespace},
+		{"create", "secret", "tls", kubeletSecret, "-n", namespace, "--cert", certFile, "--key", keyFile},
+	} {
+		fmt.Fprintf(GinkgoWriter, "$ kubectl %s\n", strings.Join(args, " "))
+		if _, err := kubectl(ctx, args...); err != nil {
+			return err
+		}
+	}
 	args := append([]string{"install", release, chart, "-n", namespace, "--create-namespace", "--wait", "--timeout", "2m"}, installValues...)
 	fmt.Fprintf(GinkgoWriter, "$ helm %s\n", strings.Join(args, " "))
 	out, err := helmOutput(ctx, args...)
 	installOutput = out
 	fmt.Fprintln(GinkgoWriter, indent(out))
-	return err
+	if err != nil {
+		return err
+	}
+	return writeSecretMounts(ctx)
 }
 
 // teardown stops everything, also after a failure or an interrupt.
