@@ -1,9 +1,12 @@
 // Package helm installs the Helm chart dist/chart into a real local control
 // plane and runs vk-flightctl from it: the chart's CRD, ServiceAccount, RBAC
 // and ConfigMap are installed by `helm install`, the manager runs as a
-// process with the chart's ServiceAccount token and the arguments of the
-// chart's Deployment, a FleetBinding gets a Ready node, and `helm
-// uninstall` removes everything but the CRD the chart keeps.
+// process with the chart's ServiceAccount token, the arguments of the
+// chart's Deployment and its Secret volume (the kubelet API certificate,
+// written under the temporary directory as a kubelet would mount it), a
+// FleetBinding gets a Ready node whose kubelet endpoint presents that
+// certificate, `helm upgrade` changes the ConfigMap the manager reads, and
+// `helm uninstall` removes everything but the CRD the chart keeps.
 //
 // The image cannot be pulled here (there are no kubelets, and nothing is
 // published), so the chart's Deployment is installed scaled to zero, as
