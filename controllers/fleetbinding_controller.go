@@ -25,6 +25,7 @@ import (
 	vkv1 "github.com/vk-flightctl/vk-flightctl/api/v1alpha1"
 	"github.com/vk-flightctl/vk-flightctl/internal/connection"
 	"github.com/vk-flightctl/vk-flightctl/internal/settings"
+	"github.com/vk-flightctl/vk-flightctl/provider/nodeapi"
 )
 
 // NodeManager runs the virtual node of each binding. The FleetBinding
@@ -33,45 +34,11 @@ type NodeManager interface {
 	// Ensure starts the binding's node, or restarts it when its inputs
 	// changed, and reports how it is doing. It must be cheap when nothing
 	// changed: it is called on every reconcile.
-	Ensure(ctx context.Context, req NodeRequest) (NodeReport, error)
+	Ensure(ctx context.Context, req nodeapi.Request) (nodeapi.Report, error)
 	// Remove stops the binding's node, deletes the Node object and removes
 	// the binding's applications from its devices. It is called before the
 	// finalizer is released and must be safe to repeat.
 	Remove(ctx context.Context, binding client.ObjectKey) error
-}
-
-// NodeRequest is everything a node needs to run.
-type NodeRequest struct {
-	// Binding is the reconciled binding (read only).
-	Binding *vkv1.FleetBinding
-	// Connection is the resolved Flightctl connection.
-	Connection *connection.Resolved
-	// Settings are the binding's effective settings.
-	Settings settings.Effective
-}
-
-// NodeReport is what the NodeManager observed, folded into status.
-type NodeReport struct {
-	// Running is true while the node is registered and its lease renewed.
-	Running bool
-	// Message explains a node that is not running.
-	Message string
-	// Inventory is the latest device inventory, when the node has one.
-	Inventory *Inventory
-	// DisconnectedDevices are the persisted reconnection timers.
-	DisconnectedDevices []vkv1.DisconnectedDevice
-	// Pods is how many pods are bound to the node.
-	Pods int32
-	// FlightctlError is the last poll's error, nil when it succeeded.
-	FlightctlError error
-}
-
-// Inventory summarises the devices a binding's selector matched.
-type Inventory struct {
-	Summary         vkv1.DeviceSummary
-	UnusableDevices []vkv1.UnusableDevice
-	Capacity        corev1.ResourceList
-	Allocatable     corev1.ResourceList
 }
 
 // FleetBindingReconciler reconciles FleetBinding objects.
@@ -96,7 +63,7 @@ type FleetBindingReconciler struct {
 	Triggers <-chan event.GenericEvent
 	// ProbeInventory lists devices to fill status when the NodeManager has
 	// no inventory yet; tests and the NodeManager may share one.
-	ProbeInventory func(ctx context.Context, b *vkv1.FleetBinding, c *connection.Resolved) (*Inventory, error)
+	ProbeInventory func(ctx context.Context, b *vkv1.FleetBinding, c *connection.Resolved) (*nodeapi.Inventory, error)
 }
 
 // scope carries what the steps of one reconcile share.
@@ -104,7 +71,7 @@ type scope struct {
 	binding  *vkv1.FleetBinding
 	settings settings.Effective
 	conn     *connection.Resolved
-	report   NodeReport
+	report   nodeapi.Report
 	// connErr is the classified connection failure, when there is one.
 	connErr *connection.Error
 }
@@ -242,9 +209,9 @@ func (r *FleetBindingReconciler) reconcileNode(ctx context.Context, s *scope) (r
 		return reconcile.Result{}, nil
 	}
 	if r.Nodes != nil {
-		report, err := r.Nodes.Ensure(ctx, NodeRequest{Binding: s.binding, Connection: s.conn, Settings: s.settings})
+		report, err := r.Nodes.Ensure(ctx, nodeapi.Request{Binding: s.binding, Connection: s.conn, Settings: s.settings})
 		if err != nil {
-			s.report = NodeReport{Message: err.Error()}
+			s.report = nodeapi.Report{Message: err.Error()}
 			return reconcile.Result{}, err
 		}
 		s.report = report

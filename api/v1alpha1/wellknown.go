@@ -51,3 +51,57 @@ const (
 	// override what it says.
 	SecretKeyClientYAML = "client.yaml"
 )
+
+// EventComponent is the source of every event vk-flightctl records on pods.
+const EventComponent = "vk-flightctl-provider"
+
+// Reasons of the events vk-flightctl records on pods, and of the statuses it
+// gives pods outside the device's own report. docs/reference/
+// conditions-and-events.md explains each to users. (Kubelet-like reasons
+// derived from the device's report live with the translation, in
+// provider/translate.)
+const (
+	// EventFailedScheduling: no device can hold the pod now (it waits) or
+	// ever (it fails).
+	EventFailedScheduling = "FailedScheduling"
+	// EventDeviceSelected: placement chose a device.
+	EventDeviceSelected = "DeviceSelected"
+	// EventUnsupportedPodSpec: the pod uses something Flightctl devices
+	// cannot run; it fails and nothing is written.
+	EventUnsupportedPodSpec = "UnsupportedPodSpec"
+	// EventReplacing: the pod's workload is rewritten (simple replace).
+	EventReplacing = "Replacing"
+	// EventDeployFailed: a write to Flightctl failed (retried) or was
+	// refused (the pod fails).
+	EventDeployFailed = "DeployFailed"
+	// EventWorkloadRemoved: the pod's application left its device.
+	EventWorkloadRemoved = "WorkloadRemoved"
+	// EventDeviceGone: the device was deleted or taken by a Flightctl fleet
+	// before the pod ran; it is placed again.
+	EventDeviceGone = "DeviceGone"
+	// EventDeviceTimeout: the device did not reconnect in time; the pod is
+	// deleted so its controller reschedules it.
+	EventDeviceTimeout = "DeviceTimeout"
+	// EventMissingOptionalReference: an optional ConfigMap or Secret
+	// reference was skipped.
+	EventMissingOptionalReference = "MissingOptionalReference"
+
+	// ReasonRejectedByFlightctl is the status reason of a pod whose
+	// workload Flightctl refused as invalid.
+	ReasonRejectedByFlightctl = "RejectedByFlightctl"
+	// ReasonDeployRetrying is the waiting reason of a pod's containers
+	// while its workload could not be written to Flightctl yet.
+	ReasonDeployRetrying = "DeployRetrying"
+	// ReasonWaitingForDevice is the waiting reason (and the
+	// PodConditionDevicePlacement reason) while no device has room.
+	ReasonWaitingForDevice = "WaitingForDevice"
+)
+
+// PodConditionDevicePlacement reports placement onto a device: False with
+// reason WaitingForDevice while no device has room.
+const PodConditionDevicePlacement = "vk.flightctl.io/DevicePlacement"
+
+// NodeConditionFlightctlReachable is True while the node's last device
+// listing succeeded. It is informational: the node stays Ready during a
+// Flightctl outage so Kubernetes does not evict the fleet's pods.
+const NodeConditionFlightctlReachable = "FlightctlReachable"

@@ -9,18 +9,8 @@ import (
 	"os"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/runtime"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/healthz"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	vkv1 "github.com/vk-flightctl/vk-flightctl/api/v1alpha1"
 	"github.com/vk-flightctl/vk-flightctl/internal/logging"
 	"github.com/vk-flightctl/vk-flightctl/internal/manager"
 )
@@ -37,10 +27,14 @@ func run() error {
 	var verbosity int
 	var devLogs bool
 	flag.StringVar(&opts.MetricsAddr, "metrics-bind-address", opts.MetricsAddr, "address of the /metrics endpoint (\"0\" disables it)")
+	flag.BoolVar(&opts.MetricsSecure, "metrics-secure", opts.MetricsSecure, "serve /metrics over HTTPS, authenticated and authorized through the API server (false: plain HTTP, for loopback-only setups)")
 	flag.StringVar(&opts.ProbeAddr, "health-probe-bind-address", opts.ProbeAddr, "address of the /healthz and /readyz endpoints")
 	flag.StringVar(&opts.PprofAddr, "pprof-bind-address", opts.PprofAddr, "loopback address of the net/http/pprof endpoints (/debug/pprof/), e.g. 127.0.0.1:6060; empty (default) disables profiling")
 	flag.BoolVar(&opts.LeaderElection, "leader-elect", opts.LeaderElection, "elect a leader so only one replica registers nodes and writes to Flightctl")
 	flag.StringVar(&opts.LeaderElectionID, "leader-election-id", opts.LeaderElectionID, "name of the leader election Lease")
+	flag.DurationVar(&opts.LeaseDuration, "leader-elect-lease-duration", opts.LeaseDuration, "how long a standby waits before taking over a leader that stopped renewing (0: 15s)")
+	flag.DurationVar(&opts.RenewDeadline, "leader-elect-renew-deadline", opts.RenewDeadline, "how long the leader keeps retrying to renew before it gives up leadership (0: 10s)")
+	flag.DurationVar(&opts.RetryPeriod, "leader-elect-retry-period", opts.RetryPeriod, "how often leader election acts (0: 2s)")
 	flag.StringVar(&opts.Namespace, "namespace", opts.Namespace, "namespace of the vk-flightctl-config ConfigMap and the leader Lease (default $POD_NAMESPACE, else default)")
 	flag.BoolVar(&opts.EnableNodes, "enable-nodes", opts.EnableNodes, "run virtual nodes (false: only validate bindings and report status)")
 	flag.StringVar(&opts.KubeletListenAddr, "kubelet-listen-address", opts.KubeletListenAddr, "host:port of the TLS kubelet API all virtual nodes share; the host is advertised as the nodes' InternalIP (port 0: a free port)")
@@ -60,44 +54,12 @@ func run() error {
 	defer func() { _ = zl.Sync() }()
 	ctrl.SetLogger(logger)
 
-	scheme := runtime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
-	utilruntime.Must(vkv1.AddToScheme(scheme))
-
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
 		return fmt.Errorf("no Kubernetes configuration (set KUBECONFIG or run in a cluster): %w", err)
 	}
-	mgrOpts := ctrl.Options{
-		Scheme:                  scheme,
-		Metrics:                 metricsserver.Options{BindAddress: opts.MetricsAddr},
-		HealthProbeBindAddress:  opts.ProbeAddr,
-		PprofBindAddress:        opts.PprofAddr,
-		LeaderElection:          opts.LeaderElection,
-		LeaderElectionID:        opts.LeaderElectionID,
-		LeaderElectionNamespace: opts.Namespace,
-		// A stopping leader hands over at once instead of after the lease.
-		LeaderElectionReleaseOnCancel: true,
-		GracefulShutdownTimeout:       &opts.GracefulShutdown,
-		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
-			// The only ConfigMap the manager watches is its settings.
-			&corev1.ConfigMap{}: {
-				Namespaces: map[string]cache.Config{opts.Namespace: {}},
-				Field:      fields.OneTermEqualSelector("metadata.name", "vk-flightctl-config"),
-			},
-		}},
-	}
-	mgr, err := ctrl.NewManager(cfg, mgrOpts)
+	mgr, err := manager.New(cfg, opts, logger)
 	if err != nil {
-		return fmt.Errorf("creating manager: %w", err)
-	}
-	if err := manager.Setup(mgr, opts, logger); err != nil {
-		return err
-	}
-	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
-		return err
-	}
-	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
 		return err
 	}
 	logger.Info("Provider starting", "namespace", opts.Namespace, "leaderElection", opts.LeaderElection, "nodes", opts.EnableNodes)

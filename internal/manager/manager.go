@@ -1,9 +1,12 @@
-// Package manager wires the controllers of vk-flightctl into a
-// controller-runtime manager. The command and the tests share it, so tests
-// run exactly what production runs.
+// Package manager builds the vk-flightctl controller-runtime manager: its
+// options (cache limits, metrics serving, leader election, health checks)
+// and every controller and runnable in it. The command and the test suites
+// all call New, so tests run what production runs; only the fields of
+// Options differ.
 package manager
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net"
 	"os"
@@ -11,15 +14,31 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/client-go/kubernetes"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	vkv1 "github.com/vk-flightctl/vk-flightctl/api/v1alpha1"
 
 	"github.com/vk-flightctl/vk-flightctl/controllers"
 	"github.com/vk-flightctl/vk-flightctl/internal/connection"
+	"github.com/vk-flightctl/vk-flightctl/internal/settings"
 	"github.com/vk-flightctl/vk-flightctl/provider/flightctl"
 	"github.com/vk-flightctl/vk-flightctl/provider/kubeletapi"
 	"github.com/vk-flightctl/vk-flightctl/provider/node"
+	"github.com/vk-flightctl/vk-flightctl/provider/nodeapi"
 )
 
 // Options configure the manager.
@@ -35,6 +54,18 @@ type Options struct {
 	LeaderElection bool
 	// LeaderElectionID names the Lease.
 	LeaderElectionID string
+	// LeaseDuration, RenewDeadline and RetryPeriod time the leader Lease;
+	// zero keeps controller-runtime's defaults (15 s, 10 s, 2 s). A
+	// shorter lease hands over faster after a leader dies, at the cost of
+	// more Lease writes.
+	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
+	// MetricsSecure serves /metrics over HTTPS behind the API server's
+	// TokenReview and SubjectAccessReview (get on the /metrics URL), as
+	// controller-runtime recommends. Off only for loopback-only setups.
+	MetricsSecure bool
+	// SkipControllerNameValidation lets one process build several
+	// managers (test suites restart the manager).
+	SkipControllerNameValidation bool
 	// Namespace holds the settings ConfigMap and the leader Lease.
 	Namespace string
 	// EnableNodes runs virtual nodes.
@@ -65,7 +96,8 @@ func DefaultOptions() Options {
 		ns = "default"
 	}
 	return Options{
-		MetricsAddr:       "127.0.0.1:8080",
+		MetricsAddr:       "127.0.0.1:8443",
+		MetricsSecure:     true,
 		ProbeAddr:         "127.0.0.1:8081",
 		LeaderElectionID:  "vk-flightctl-provider",
 		Namespace:         ns,
@@ -76,8 +108,84 @@ func DefaultOptions() Options {
 	}
 }
 
-// Setup adds every controller to mgr.
-func Setup(mgr ctrl.Manager, o Options, logger logr.Logger) error {
+// Scheme is every API type the manager reads or writes.
+func Scheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(vkv1.AddToScheme(s))
+	return s
+}
+
+// New builds the manager with every controller, runnable and health check.
+func New(cfg *rest.Config, o Options, logger logr.Logger) (ctrl.Manager, error) {
+	mgr, err := ctrl.NewManager(cfg, controllerOptions(o))
+	if err != nil {
+		return nil, fmt.Errorf("creating manager: %w", err)
+	}
+	if err := setup(mgr, o, logger); err != nil {
+		return nil, err
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return nil, err
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return nil, err
+	}
+	return mgr, nil
+}
+
+// controllerOptions are the controller-runtime options for o.
+func controllerOptions(o Options) ctrl.Options {
+	gracefulShutdown := o.GracefulShutdown
+	mo := ctrl.Options{
+		Scheme: Scheme(),
+		Metrics: metricsserver.Options{
+			BindAddress:   o.MetricsAddr,
+			SecureServing: o.MetricsSecure,
+			// HTTP/2 stays off: its stream multiplexing has had denial of
+			// service flaws (CVE-2023-44487, CVE-2023-39325) and /metrics
+			// gains nothing from it.
+			TLSOpts: []func(*tls.Config){disableHTTP2},
+		},
+		HealthProbeBindAddress:  o.ProbeAddr,
+		PprofBindAddress:        o.PprofAddr,
+		LeaderElection:          o.LeaderElection,
+		LeaderElectionID:        o.LeaderElectionID,
+		LeaderElectionNamespace: o.Namespace,
+		// A stopping leader hands over at once instead of after the lease.
+		LeaderElectionReleaseOnCancel: true,
+		GracefulShutdownTimeout:       &gracefulShutdown,
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+			// The only ConfigMap the manager watches is its settings.
+			&corev1.ConfigMap{}: {
+				Namespaces: map[string]cache.Config{o.Namespace: {}},
+				Field:      fields.OneTermEqualSelector("metadata.name", settings.ConfigMapName),
+			},
+		}},
+	}
+	if o.MetricsSecure {
+		mo.Metrics.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
+	if o.LeaseDuration > 0 {
+		mo.LeaseDuration = &o.LeaseDuration
+	}
+	if o.RenewDeadline > 0 {
+		mo.RenewDeadline = &o.RenewDeadline
+	}
+	if o.RetryPeriod > 0 {
+		mo.RetryPeriod = &o.RetryPeriod
+	}
+	if o.SkipControllerNameValidation {
+		skip := true
+		mo.Controller = config.Controller{SkipNameValidation: &skip}
+	}
+	return mo
+}
+
+func disableHTTP2(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }
+
+// setup adds every controller and runnable to mgr.
+func setup(mgr ctrl.Manager, o Options, logger logr.Logger) error {
 	clientOpts := func(c *flightctl.Config) {
 		c.Logger = logger.WithName("flightctl")
 		if o.ClientOptions != nil {
@@ -95,7 +203,7 @@ func Setup(mgr ctrl.Manager, o Options, logger logr.Logger) error {
 		Recorder:       mgr.GetEventRecorder("vk-flightctl-provider"),
 		Connections:    builder,
 		Namespace:      o.Namespace,
-		ProbeInventory: controllers.ListInventory,
+		ProbeInventory: nodeapi.ListInventory,
 	}
 	if o.EnableNodes {
 		kube, err := kubernetes.NewForConfig(mgr.GetConfig())

@@ -11,22 +11,19 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	vkv1 "github.com/vk-flightctl/vk-flightctl/api/v1alpha1"
+	"github.com/vk-flightctl/vk-flightctl/internal/manager"
 	"github.com/vk-flightctl/vk-flightctl/provider/translate"
 	"github.com/vk-flightctl/vk-flightctl/test/flightctlsim"
 )
 
-func leaderElected() func(*ctrl.Options) {
-	return func(o *ctrl.Options) {
-		lease, renew, retry := 4*time.Second, 3*time.Second, 500*time.Millisecond
+func leaderElected() func(*manager.Options) {
+	return func(o *manager.Options) {
 		o.LeaderElection = true
 		o.LeaderElectionID = "vk-flightctl-ha-test"
-		o.LeaderElectionNamespace = "vk-system"
-		o.LeaderElectionReleaseOnCancel = true
-		o.LeaseDuration, o.RenewDeadline, o.RetryPeriod = &lease, &renew, &retry
+		o.LeaseDuration, o.RenewDeadline, o.RetryPeriod = 4*time.Second, 3*time.Second, 500*time.Millisecond
 	}
 }
 

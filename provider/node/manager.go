@@ -30,14 +30,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	vkv1 "github.com/vk-flightctl/vk-flightctl/api/v1alpha1"
-	"github.com/vk-flightctl/vk-flightctl/controllers"
 	"github.com/vk-flightctl/vk-flightctl/provider/devicewriter"
-	"github.com/vk-flightctl/vk-flightctl/provider/flightctl"
+	"github.com/vk-flightctl/vk-flightctl/provider/nodeapi"
 	"github.com/vk-flightctl/vk-flightctl/provider/translate"
 )
-
-// EventComponent is the source of every event vk-flightctl records on pods.
-const EventComponent = "vk-flightctl-provider"
 
 // DefaultPodSyncWorkers is each node's default pod worker count. A worker
 // spends most of a pod's placement waiting on the API server (placement
@@ -59,8 +55,8 @@ type Options struct {
 	Now func() time.Time
 }
 
-// Manager runs the nodes of all bindings. It implements
-// controllers.NodeManager.
+// Manager runs the nodes of all bindings; the FleetBinding reconciler drives
+// it through Ensure and Remove.
 type Manager struct {
 	kube        kubernetes.Interface
 	reader      client.Reader
@@ -77,18 +73,8 @@ type Manager struct {
 	// e.g. when a device disconnects, so status is persisted promptly.
 	triggers chan event.GenericEvent
 
-	mu    sync.Mutex
-	nodes map[types.NamespacedName]*runtimeHandle
+	nodes *registry
 }
-
-type runtimeHandle struct {
-	rt          *Runtime
-	fingerprint string
-	cancel      context.CancelFunc
-	done        chan struct{}
-}
-
-var _ controllers.NodeManager = (*Manager)(nil)
 
 // NewManager returns a Manager. Add it to the controller-runtime manager:
 // it is a leader-elected Runnable that stops every node on shutdown.
@@ -120,7 +106,7 @@ func NewManager(kube kubernetes.Interface, reader client.Reader, scheme *runtime
 		broadcaster: b,
 		unused:      unused,
 		triggers:    make(chan event.GenericEvent, 64),
-		nodes:       map[types.NamespacedName]*runtimeHandle{},
+		nodes:       newRegistry(),
 	}
 }
 
@@ -143,7 +129,7 @@ type recorderProvider struct {
 }
 
 func (p *recorderProvider) GetEventRecorderFor(host string) record.EventRecorder {
-	return p.b.NewRecorder(p.scheme, corev1.EventSource{Component: EventComponent, Host: host})
+	return p.b.NewRecorder(p.scheme, corev1.EventSource{Component: vkv1.EventComponent, Host: host})
 }
 
 // SetKubeletPort sets the kubelet API port nodes advertise; call it before
@@ -155,12 +141,10 @@ func (m *Manager) SetKubeletPort(port int32) { m.opts.KubeletPort = port }
 func (m *Manager) Triggers() <-chan event.GenericEvent { return m.triggers }
 
 // Ensure starts the binding's node or restarts it when its inputs changed.
-func (m *Manager) Ensure(ctx context.Context, req controllers.NodeRequest) (controllers.NodeReport, error) {
+func (m *Manager) Ensure(ctx context.Context, req nodeapi.Request) (nodeapi.Report, error) {
 	key := types.NamespacedName{Namespace: req.Binding.Namespace, Name: req.Binding.Name}
 	fp := fingerprint(req)
-	m.mu.Lock()
-	h := m.nodes[key]
-	m.mu.Unlock()
+	h := m.nodes.get(key)
 	if h != nil && h.fingerprint == fp {
 		if h.rt.NodeName() == req.Binding.EffectiveNodeName() {
 			return h.rt.Report(), nil
@@ -168,22 +152,17 @@ func (m *Manager) Ensure(ctx context.Context, req controllers.NodeRequest) (cont
 	}
 	if h != nil {
 		m.log.Info("Restarting virtual node after a spec change", "node", h.rt.NodeName(), "fleetbinding", key.String())
-		m.stop(key, h)
+		m.stop(h)
 		if h.rt.NodeName() != req.Binding.EffectiveNodeName() {
 			if err := m.deleteNode(ctx, h.rt.NodeName()); err != nil {
-				return controllers.NodeReport{}, err
+				return nodeapi.Report{}, err
 			}
 		}
 	}
-	rt, err := m.newRuntime(req)
-	if err != nil {
-		return controllers.NodeReport{}, err
-	}
+	rt := m.newRuntime(req)
 	runCtx, cancel := context.WithCancel(context.Background())
 	h = &runtimeHandle{rt: rt, fingerprint: fp, cancel: cancel, done: make(chan struct{})}
-	m.mu.Lock()
-	m.nodes[key] = h
-	m.mu.Unlock()
+	m.nodes.put(key, h)
 	go func() {
 		defer close(h.done)
 		if err := rt.Run(runCtx); err != nil && runCtx.Err() == nil {
@@ -196,13 +175,11 @@ func (m *Manager) Ensure(ctx context.Context, req controllers.NodeRequest) (cont
 // Remove stops the node, removes the binding's applications from its
 // devices and deletes the Node object.
 func (m *Manager) Remove(ctx context.Context, key client.ObjectKey) error {
-	m.mu.Lock()
-	h := m.nodes[key]
-	m.mu.Unlock()
+	h := m.nodes.get(key)
 	if h == nil {
 		return nil
 	}
-	m.stop(key, h)
+	m.stop(h)
 	if err := h.rt.RemoveAllApplications(ctx); err != nil {
 		// Put the handle back so a retry finds the client and devices.
 		return fmt.Errorf("removing applications of node %s: %w", h.rt.NodeName(), err)
@@ -210,11 +187,7 @@ func (m *Manager) Remove(ctx context.Context, key client.ObjectKey) error {
 	if err := m.deleteNode(ctx, h.rt.NodeName()); err != nil {
 		return err
 	}
-	m.mu.Lock()
-	if m.nodes[key] == h {
-		delete(m.nodes, key)
-	}
-	m.mu.Unlock()
+	m.nodes.drop(key, h)
 	m.log.Info("Virtual node removed", "node", h.rt.NodeName())
 	return nil
 }
@@ -222,24 +195,14 @@ func (m *Manager) Remove(ctx context.Context, key client.ObjectKey) error {
 // Shutdown stops every node without touching devices or Node objects: a
 // restarted or newly elected manager takes them over.
 func (m *Manager) Shutdown() {
-	m.mu.Lock()
-	hs := make(map[types.NamespacedName]*runtimeHandle, len(m.nodes))
-	for k, h := range m.nodes {
-		hs[k] = h
-	}
-	m.mu.Unlock()
 	var wg sync.WaitGroup
-	for k, h := range hs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			m.stop(k, h)
-		}()
+	for _, h := range m.nodes.all() {
+		wg.Go(func() { m.stop(h) })
 	}
 	wg.Wait()
 }
 
-func (m *Manager) stop(_ types.NamespacedName, h *runtimeHandle) {
+func (m *Manager) stop(h *runtimeHandle) {
 	h.cancel()
 	select {
 	case <-h.done:
@@ -264,7 +227,7 @@ func (m *Manager) trigger(b *vkv1.FleetBinding) {
 	}
 }
 
-func (m *Manager) newRuntime(req controllers.NodeRequest) (*Runtime, error) {
+func (m *Manager) newRuntime(req nodeapi.Request) *Runtime {
 	b := req.Binding.DeepCopy()
 	c := req.Connection.Client
 	writer := devicewriter.New(c, translate.IsOwnedAppName, m.log.WithName("devicewriter").WithValues("fleet", b.Spec.Fleet))
@@ -281,24 +244,18 @@ func (m *Manager) newRuntime(req controllers.NodeRequest) (*Runtime, error) {
 		opts:     m.opts,
 		trigger:  func() { m.trigger(b) },
 		expectedElsewhere: func() map[string]map[string]bool {
-			return m.expectedExcept(b.UID)
+			return m.nodes.expectedExcept(b.UID)
 		},
 		claimedElsewhere: func() map[string]string {
-			return m.claimedByOlder(b)
+			return m.nodes.claimedByOlder(b)
 		},
 	})
 }
 
 // fingerprint changes when anything that needs a node restart changes.
-func fingerprint(req controllers.NodeRequest) string {
+func fingerprint(req nodeapi.Request) string {
 	b := req.Binding
 	return fmt.Sprintf("%d/%s/%s/%s", b.Generation, req.Connection.Fingerprint, req.Settings.ReconnectTimeout, req.Settings.StatusPollInterval)
-}
-
-// flightctlClient is what a runtime needs from Flightctl.
-type flightctlClient interface {
-	devicewriter.Client
-	ListAllDevices(ctx context.Context, opts flightctl.ListOptions) ([]flightctl.Device, error)
 }
 
 // RBAC the virtual nodes need: their pods (placement annotation, status,
@@ -316,14 +273,8 @@ type flightctlClient interface {
 // PodNode returns the virtual node of a pod this manager serves; the
 // kubelet API uses it to authorize a request against the right node.
 func (m *Manager) PodNode(namespace, name string) (string, bool) {
-	m.mu.Lock()
-	hs := make([]*runtimeHandle, 0, len(m.nodes))
-	for _, h := range m.nodes {
-		hs = append(hs, h)
-	}
-	m.mu.Unlock()
-	for _, h := range hs {
-		if h.rt.hasPod(namespace, name) {
+	for _, h := range m.nodes.all() {
+		if _, ok := h.rt.store.lookup(namespace, name); ok {
 			return h.rt.NodeName(), true
 		}
 	}
@@ -332,14 +283,8 @@ func (m *Manager) PodNode(namespace, name string) (string, bool) {
 
 // AllPods lists the pods of every node this manager serves.
 func (m *Manager) AllPods(ctx context.Context) ([]*corev1.Pod, error) {
-	m.mu.Lock()
-	hs := make([]*runtimeHandle, 0, len(m.nodes))
-	for _, h := range m.nodes {
-		hs = append(hs, h)
-	}
-	m.mu.Unlock()
 	var out []*corev1.Pod
-	for _, h := range hs {
+	for _, h := range m.nodes.all() {
 		pods, err := h.rt.GetPods(ctx)
 		if err != nil {
 			return nil, err
@@ -347,52 +292,4 @@ func (m *Manager) AllPods(ctx context.Context) ([]*corev1.Pod, error) {
 		out = append(out, pods...)
 	}
 	return out, nil
-}
-
-// others returns the runtimes of every binding but uid.
-func (m *Manager) others(uid types.UID) []*Runtime {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	out := make([]*Runtime, 0, len(m.nodes))
-	for _, h := range m.nodes {
-		if h.rt.cfg.binding.UID != uid {
-			out = append(out, h.rt)
-		}
-	}
-	return out
-}
-
-// expectedExcept unions what every other node expects on its devices.
-func (m *Manager) expectedExcept(uid types.UID) map[string]map[string]bool {
-	out := map[string]map[string]bool{}
-	for _, rt := range m.others(uid) {
-		for dev, apps := range rt.expectedApps() {
-			if out[dev] == nil {
-				out[dev] = map[string]bool{}
-			}
-			for app := range apps {
-				out[dev][app] = true
-			}
-		}
-	}
-	return out
-}
-
-// claimedByOlder maps devices that an older binding of this manager uses
-// to that binding, so two bindings whose selectors overlap never place pods
-// on the same device: the older keeps it.
-func (m *Manager) claimedByOlder(b *vkv1.FleetBinding) map[string]string {
-	out := map[string]string{}
-	for _, rt := range m.others(b.UID) {
-		other := rt.cfg.binding
-		older := other.CreationTimestamp.Before(&b.CreationTimestamp) ||
-			(other.CreationTimestamp.Equal(&b.CreationTimestamp) && other.Namespace+"/"+other.Name < b.Namespace+"/"+b.Name)
-		if !older {
-			continue
-		}
-		for _, d := range rt.deviceNames() {
-			out[d] = other.Namespace + "/" + other.Name
-		}
-	}
-	return out
 }

@@ -4,6 +4,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"github.com/vk-flightctl/vk-flightctl/provider/inventory"
 )
 
 var (
@@ -53,23 +55,19 @@ func init() {
 // podPhases are reported even at zero so dashboards and alerts see them.
 var podPhases = []corev1.PodPhase{corev1.PodPending, corev1.PodRunning, corev1.PodSucceeded, corev1.PodFailed, corev1.PodUnknown}
 
-// recordGauges publishes the fleet's device and pod counts.
-func (rt *Runtime) recordGauges() {
-	fleet := rt.cfg.binding.Spec.Fleet
-	inv := rt.currentFleet()
+// recordGauges publishes a node's device and pod counts.
+func recordGauges(fleet string, inv *inventory.Fleet, store *podStore) {
 	devicesGauge.WithLabelValues(fleet, "online").Set(float64(inv.Summary.Online))
 	devicesGauge.WithLabelValues(fleet, "disconnected").Set(float64(inv.Summary.Disconnected))
 	devicesGauge.WithLabelValues(fleet, "owned").Set(float64(inv.Summary.Owned))
 	counts := map[corev1.PodPhase]int{}
 	owed := 0
-	rt.mu.Lock()
-	for _, st := range rt.pods {
+	store.each(func(st *podState) {
 		counts[st.status.Phase]++
 		if st.owed {
 			owed++
 		}
-	}
-	rt.mu.Unlock()
+	})
 	owedPodsGauge.WithLabelValues(fleet).Set(float64(owed))
 	for _, ph := range podPhases {
 		podsGauge.WithLabelValues(fleet, string(ph)).Set(float64(counts[ph]))
@@ -77,8 +75,7 @@ func (rt *Runtime) recordGauges() {
 }
 
 // forgetGauges removes a stopped node's series.
-func (rt *Runtime) forgetGauges() {
-	fleet := rt.cfg.binding.Spec.Fleet
+func forgetGauges(fleet string) {
 	devicesGauge.DeletePartialMatch(prometheus.Labels{"fleet": fleet})
 	podsGauge.DeletePartialMatch(prometheus.Labels{"fleet": fleet})
 	owedPodsGauge.DeletePartialMatch(prometheus.Labels{"fleet": fleet})

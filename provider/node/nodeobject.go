@@ -5,22 +5,20 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/go-logr/logr"
 
 	vkv1 "github.com/vk-flightctl/vk-flightctl/api/v1alpha1"
-	"github.com/vk-flightctl/vk-flightctl/provider/flightctl"
 	"github.com/vk-flightctl/vk-flightctl/provider/inventory"
 )
-
-// NodeConditionFlightctlReachable is True while the last device listing
-// succeeded. It is informational: the node stays Ready during a Flightctl
-// outage so Kubernetes does not evict the fleet's pods.
-const NodeConditionFlightctlReachable corev1.NodeConditionType = "FlightctlReachable"
 
 var everything = labels.Everything()
 
@@ -33,16 +31,32 @@ var reservedNodeLabels = map[string]bool{
 	"kubernetes.io/hostname": true,
 }
 
-func listOptions(b *vkv1.FleetBinding) flightctl.ListOptions {
-	return flightctl.ListOptions{LabelSelector: b.EffectiveDeviceSelector()}
+// nodeObject is the binding's Node: what it should look like now and
+// when virtual-kubelet must be told. It owns virtual-kubelet's node status
+// callback, the last status handed over, and their lock.
+type nodeObject struct {
+	name    string
+	binding *vkv1.FleetBinding
+	opts    Options
+	poller  *poller
+	kube    kubernetes.Interface
+	log     logr.Logger
+
+	mu   sync.Mutex
+	cb   func(*corev1.Node)
+	last *corev1.Node
 }
 
-// nodeObject builds the Node as it should be now.
-func (rt *Runtime) nodeObject() *corev1.Node {
-	b := rt.cfg.binding
-	rt.mu.Lock()
-	fleet, pollErr := rt.fleet, rt.pollErr
-	rt.mu.Unlock()
+func (n *nodeObject) setCallback(cb func(*corev1.Node)) {
+	n.mu.Lock()
+	n.cb = cb
+	n.mu.Unlock()
+}
+
+// build returns the Node as it should be now.
+func (n *nodeObject) build() *corev1.Node {
+	b := n.binding
+	fleet, _, pollErr := n.poller.state()
 
 	arch := "amd64"
 	capacity := b.Status.Capacity
@@ -51,9 +65,9 @@ func (rt *Runtime) nodeObject() *corev1.Node {
 		capacity, allocatable = fleet.Capacity, fleet.Allocatable
 		arch = majorityArch(fleet.Devices, arch)
 	}
-	n := &corev1.Node{
+	node := &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{
-			Name:   rt.nodeName,
+			Name:   n.name,
 			Labels: map[string]string{},
 		},
 		Spec: corev1.NodeSpec{Taints: b.Spec.NodeTaints},
@@ -61,31 +75,73 @@ func (rt *Runtime) nodeObject() *corev1.Node {
 			Capacity:    withPods(capacity, b.Spec.MaxPods),
 			Allocatable: withPods(allocatable, b.Spec.MaxPods),
 			NodeInfo: corev1.NodeSystemInfo{
-				KubeletVersion:  rt.cfg.opts.KubeletVersion,
+				KubeletVersion:  n.opts.KubeletVersion,
 				OperatingSystem: "linux",
 				Architecture:    arch,
 			},
 			Addresses: []corev1.NodeAddress{
-				{Type: corev1.NodeInternalIP, Address: rt.cfg.opts.InternalIP},
-				{Type: corev1.NodeHostName, Address: rt.nodeName},
+				{Type: corev1.NodeInternalIP, Address: n.opts.InternalIP},
+				{Type: corev1.NodeHostName, Address: n.name},
 			},
-			DaemonEndpoints: corev1.NodeDaemonEndpoints{KubeletEndpoint: corev1.DaemonEndpoint{Port: rt.cfg.opts.KubeletPort}},
-			Conditions:      rt.nodeConditions(fleet != nil, pollErr),
+			DaemonEndpoints: corev1.NodeDaemonEndpoints{KubeletEndpoint: corev1.DaemonEndpoint{Port: n.opts.KubeletPort}},
+			Conditions:      nodeConditions(fleet != nil, pollErr),
 		},
 	}
 	for k, v := range b.Spec.NodeLabels {
 		if !reservedNodeLabels[k] {
-			n.Labels[k] = v
+			node.Labels[k] = v
 		}
 	}
-	n.Labels[vkv1.LabelFleet] = b.Spec.Fleet
-	n.Labels["type"] = "virtual-kubelet"
-	n.Labels["kubernetes.io/role"] = "agent"
-	n.Labels["node-role.kubernetes.io/agent"] = ""
-	n.Labels["kubernetes.io/os"] = "linux"
-	n.Labels["kubernetes.io/arch"] = arch
-	n.Labels["kubernetes.io/hostname"] = rt.nodeName
-	return n
+	node.Labels[vkv1.LabelFleet] = b.Spec.Fleet
+	node.Labels["type"] = "virtual-kubelet"
+	node.Labels["kubernetes.io/role"] = "agent"
+	node.Labels["node-role.kubernetes.io/agent"] = ""
+	node.Labels["kubernetes.io/os"] = "linux"
+	node.Labels["kubernetes.io/arch"] = arch
+	node.Labels["kubernetes.io/hostname"] = n.name
+	return node
+}
+
+// push hands virtual-kubelet a new node status when capacity or conditions
+// changed (heartbeat times aside).
+func (n *nodeObject) push() {
+	node := n.build()
+	n.mu.Lock()
+	cb, last := n.cb, n.last
+	changed := last == nil || !sameNodeStatus(last, node)
+	if changed {
+		n.last = node
+	}
+	n.mu.Unlock()
+	if cb != nil && changed {
+		cb(node)
+	}
+}
+
+// syncSpec sets the binding's taints: virtual-kubelet only creates the
+// node with them and never updates the spec of an existing node.
+func (n *nodeObject) syncSpec(ctx context.Context) error {
+	taints := n.binding.Spec.NodeTaints
+	if taints == nil {
+		taints = []corev1.Taint{}
+	}
+	patch, err := json.Marshal(map[string]any{"spec": map[string]any{"taints": taints}})
+	if err != nil {
+		return err
+	}
+	_, err = n.kube.CoreV1().Nodes().Patch(ctx, n.name, types.MergePatchType, patch, metav1.PatchOptions{})
+	return err
+}
+
+// onStatusError recreates the Node when someone deleted it; any other
+// failure goes back to virtual-kubelet, which retries.
+func (n *nodeObject) onStatusError(ctx context.Context, err error) error {
+	n.log.Error(err, "Updating node status failed; re-creating the node if it is gone")
+	if _, cerr := n.kube.CoreV1().Nodes().Create(ctx, n.build(), metav1.CreateOptions{}); cerr != nil {
+		n.log.V(1).Info("Re-creating the node failed", "error", cerr.Error())
+		return err
+	}
+	return nil
 }
 
 func withPods(rl corev1.ResourceList, maxPods int32) corev1.ResourceList {
@@ -119,18 +175,19 @@ func majorityArch(devs []inventory.Device, def string) string {
 	return best
 }
 
-func (rt *Runtime) nodeConditions(listed bool, pollErr error) []corev1.NodeCondition {
+func nodeConditions(listed bool, pollErr error) []corev1.NodeCondition {
 	now := metav1.Now()
 	cond := func(t corev1.NodeConditionType, s corev1.ConditionStatus, reason, msg string) corev1.NodeCondition {
 		return corev1.NodeCondition{Type: t, Status: s, Reason: reason, Message: msg, LastHeartbeatTime: now, LastTransitionTime: now}
 	}
-	reach := cond(NodeConditionFlightctlReachable, corev1.ConditionTrue, "FlightctlReachable", "the last device listing succeeded")
+	const reachable = corev1.NodeConditionType(vkv1.NodeConditionFlightctlReachable)
+	reach := cond(reachable, corev1.ConditionTrue, "FlightctlReachable", "the last device listing succeeded")
 	switch {
 	case pollErr != nil:
-		reach = cond(NodeConditionFlightctlReachable, corev1.ConditionFalse, "FlightctlUnreachable",
+		reach = cond(reachable, corev1.ConditionFalse, "FlightctlUnreachable",
 			fmt.Sprintf("listing devices failed: %v; pods keep their last known status", pollErr))
 	case !listed:
-		reach = cond(NodeConditionFlightctlReachable, corev1.ConditionUnknown, "NotYetListed", "devices not listed yet")
+		reach = cond(reachable, corev1.ConditionUnknown, "NotYetListed", "devices not listed yet")
 	}
 	return []corev1.NodeCondition{
 		cond(corev1.NodeReady, corev1.ConditionTrue, "KubeletReady", "vk-flightctl virtual node is serving"),
@@ -139,22 +196,6 @@ func (rt *Runtime) nodeConditions(listed bool, pollErr error) []corev1.NodeCondi
 		cond(corev1.NodePIDPressure, corev1.ConditionFalse, "KubeletHasSufficientPID", "not tracked for virtual nodes"),
 		cond(corev1.NodeNetworkUnavailable, corev1.ConditionFalse, "RouteCreated", "devices use their own networks"),
 		reach,
-	}
-}
-
-// pushNodeStatus hands virtual-kubelet a new node status when capacity or
-// conditions changed (heartbeat times aside).
-func (rt *Runtime) pushNodeStatus() {
-	n := rt.nodeObject()
-	rt.mu.Lock()
-	cb, last := rt.notifyNode, rt.lastNode
-	changed := last == nil || !sameNodeStatus(last, n)
-	if changed {
-		rt.lastNode = n
-	}
-	rt.mu.Unlock()
-	if cb != nil && changed {
-		cb(n)
 	}
 }
 
@@ -184,19 +225,4 @@ func equalResources(a, b corev1.ResourceList) bool {
 		}
 	}
 	return true
-}
-
-// syncNodeSpec sets the binding's taints: virtual-kubelet only creates the
-// node with them and never updates the spec of an existing node.
-func (rt *Runtime) syncNodeSpec(ctx context.Context) error {
-	taints := rt.cfg.binding.Spec.NodeTaints
-	if taints == nil {
-		taints = []corev1.Taint{}
-	}
-	patch, err := json.Marshal(map[string]any{"spec": map[string]any{"taints": taints}})
-	if err != nil {
-		return err
-	}
-	_, err = rt.cfg.kube.CoreV1().Nodes().Patch(ctx, rt.nodeName, types.MergePatchType, patch, metav1.PatchOptions{})
-	return err
 }

@@ -12,7 +12,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	vkv1 "github.com/vk-flightctl/vk-flightctl/api/v1alpha1"
-	"github.com/vk-flightctl/vk-flightctl/provider/node"
 	"github.com/vk-flightctl/vk-flightctl/test/flightctlsim"
 )
 
@@ -57,7 +56,7 @@ var _ = Describe("Flightctl outage", func() {
 		uid := f.getPod(ctx, "steady").UID
 
 		Expect(f.sim.SetFaults(flightctlsim.Faults{Unreachable: true})).To(Succeed())
-		Eventually(f.nodeCondition(ctx, node.NodeConditionFlightctlReachable), 30*time.Second).Should(Equal(corev1.ConditionFalse))
+		Eventually(f.nodeCondition(ctx, corev1.NodeConditionType(vkv1.NodeConditionFlightctlReachable)), 30*time.Second).Should(Equal(corev1.ConditionFalse))
 		Eventually(f.bindingCondition(ctx, vkv1.ConditionFlightctlConnected), 60*time.Second).Should(Equal("False/" + vkv1.ReasonFlightctlUnreachable))
 		// Longer than the reconnect timeout: an unreachable Flightctl is not
 		// a disconnected device, so nothing is rescheduled.
@@ -67,7 +66,7 @@ var _ = Describe("Flightctl outage", func() {
 		}, 15*time.Second, time.Second).Should(BeTrue())
 
 		Expect(f.sim.SetFaults(flightctlsim.Faults{})).To(Succeed())
-		Eventually(f.nodeCondition(ctx, node.NodeConditionFlightctlReachable), 30*time.Second).Should(Equal(corev1.ConditionTrue))
+		Eventually(f.nodeCondition(ctx, corev1.NodeConditionType(vkv1.NodeConditionFlightctlReachable)), 30*time.Second).Should(Equal(corev1.ConditionTrue))
 		Eventually(f.bindingCondition(ctx, vkv1.ConditionFlightctlConnected), 60*time.Second).Should(Equal("True/" + vkv1.ReasonConnected))
 		Expect(f.ready(ctx, "steady")()).To(BeTrue())
 	})

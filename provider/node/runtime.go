@@ -3,32 +3,32 @@ package node
 import (
 	"context"
 	"fmt"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/virtual-kubelet/virtual-kubelet/errdefs"
 	"github.com/virtual-kubelet/virtual-kubelet/node"
 	"github.com/virtual-kubelet/virtual-kubelet/node/nodeutil"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	utilcache "k8s.io/apimachinery/pkg/util/cache"
 	"k8s.io/client-go/informers"
+	coreinformers "k8s.io/client-go/informers/core/v1"
 	"k8s.io/client-go/kubernetes"
-	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	vkv1 "github.com/vk-flightctl/vk-flightctl/api/v1alpha1"
-	"github.com/vk-flightctl/vk-flightctl/controllers"
 	"github.com/vk-flightctl/vk-flightctl/internal/settings"
 	"github.com/vk-flightctl/vk-flightctl/provider/devicewriter"
-	"github.com/vk-flightctl/vk-flightctl/provider/inventory"
+	"github.com/vk-flightctl/vk-flightctl/provider/nodeapi"
 	"github.com/vk-flightctl/vk-flightctl/provider/placement"
 )
 
+// runtimeConfig is what the Manager hands a new node.
 type runtimeConfig struct {
 	binding  *vkv1.FleetBinding
 	settings settings.Effective
@@ -50,71 +50,89 @@ type runtimeConfig struct {
 	claimedElsewhere func() map[string]string
 }
 
-// Runtime is one binding's virtual node: it implements virtual-kubelet's
-// PodLifecycleHandler, PodNotifier and NodeProvider.
+// Runtime is one binding's virtual node. It is the adapter virtual-kubelet
+// talks to (PodLifecycleHandler, PodNotifier, NodeProvider) and composes
+// the parts that do the work; it keeps no pod or device state itself:
+//
+//   - podStore: the pods' records and their lock (podstore.go)
+//   - kubePods: the pod informer and virtual-kubelet's status callback
+//   - poller: the device listing (poller.go)
+//   - deployer: place, translate, write, retry (deployer.go, retry.go)
+//   - remover: removals and binding clean-up (removal.go)
+//   - statusMapper: device status to pod status (statusmapper.go)
+//   - reconnector: reconnection timers (disconnect.go)
+//   - orphanSweeper: applications whose pod is gone (orphans.go)
+//   - nodeObject: the Node and its status (nodeobject.go)
+//   - statusLoop: the order they act in each poll (loop.go)
 type Runtime struct {
 	cfg      runtimeConfig
 	nodeName string
-	invOpts  inventory.Options
-	ledger   *placement.Ledger
-	log      logr.Logger
+	running  atomic.Bool
 
-	// kick asks the status loop to poll now (after a write).
-	kick chan struct{}
-
-	mu    sync.Mutex
-	pods  map[string]*podState
-	fleet *inventory.Fleet
-	// listedFrom is when the listing behind fleet started: writes that
-	// finished before it show in fleet.
-	listedFrom time.Time
-	// lastSweep is when the orphan sweep last ran (status loop only).
-	lastSweep time.Time
-	// removedUIDs remembers pods whose workload is already removed:
-	// virtual-kubelet hands a deleted pod over more than once.
-	removedUIDs *utilcache.LRUExpireCache
-	pollErr     error
-	running     bool
-	podLister   corelisters.PodLister
-	notifyPod   func(*corev1.Pod)
-	notifyNode  func(*corev1.Node)
-	lastNode    *corev1.Node
-	disconnects *disconnectTracker
+	ledger      *placement.Ledger
+	store       *podStore
+	kubePods    *kubePods
+	poller      *poller
+	node        *nodeObject
+	reconnector *reconnector
+	deployer    *deployer
+	remover     *remover
+	sweeper     *orphanSweeper
+	loop        *statusLoop
 }
 
-func newRuntime(cfg runtimeConfig) (*Runtime, error) {
+func newRuntime(cfg runtimeConfig) *Runtime {
+	b, fleet := cfg.binding, cfg.binding.Spec.Fleet
 	rt := &Runtime{
 		cfg:      cfg,
-		nodeName: cfg.binding.EffectiveNodeName(),
-		invOpts:  inventory.OptionsFor(cfg.binding),
+		nodeName: b.EffectiveNodeName(),
 		ledger:   placement.NewLedger(),
-		log:      cfg.log,
-		kick:     make(chan struct{}, 1),
-		pods:     map[string]*podState{},
-		// Enough for a large node's mass deletion; entries expire anyway.
-		removedUIDs: utilcache.NewLRUExpireCache(4096),
+		store:    newPodStore(),
+		kubePods: &kubePods{},
+		poller:   newPoller(cfg.flight, b, cfg.opts.Now, cfg.claimedElsewhere),
 	}
-	rt.disconnects = newDisconnectTracker(cfg.binding.Status.DisconnectedDevices, cfg.settings.ReconnectTimeout)
-	return rt, nil
+	rt.node = &nodeObject{name: rt.nodeName, binding: b, opts: cfg.opts, poller: rt.poller, kube: cfg.kube, log: cfg.log}
+	rt.reconnector = newReconnector(b.Status.DisconnectedDevices, cfg.settings.ReconnectTimeout)
+	rt.reconnector.fleet, rt.reconnector.kube, rt.reconnector.recorder = fleet, cfg.kube, cfg.recorder
+	rt.reconnector.log, rt.reconnector.now = cfg.log, cfg.opts.Now
+	rt.deployer = &deployer{
+		binding: b, store: rt.store, kubePods: rt.kubePods, poller: rt.poller, ledger: rt.ledger,
+		writer: cfg.writer, flight: cfg.flight, kube: cfg.kube, reader: cfg.reader, recorder: cfg.recorder, log: cfg.log,
+	}
+	rt.remover = &remover{
+		binding: b, store: rt.store, ledger: rt.ledger, writer: cfg.writer, flight: cfg.flight,
+		kube: cfg.kube, recorder: cfg.recorder, log: cfg.log,
+	}
+	rt.sweeper = &orphanSweeper{
+		fleet: fleet, store: rt.store, kubePods: rt.kubePods, poller: rt.poller, writer: cfg.writer,
+		log: cfg.log, expectedElsewhere: cfg.expectedElsewhere,
+	}
+	mapper := &statusMapper{store: rt.store, kubePods: rt.kubePods, poller: rt.poller, reconnector: rt.reconnector, recorder: cfg.recorder, now: cfg.opts.Now}
+	rt.loop = &statusLoop{
+		fleet: fleet, interval: cfg.settings.StatusPollInterval, poller: rt.poller, node: rt.node, store: rt.store,
+		reconnector: rt.reconnector, mapper: mapper, deployer: rt.deployer, remover: rt.remover, sweeper: rt.sweeper,
+		trigger: cfg.trigger, log: cfg.log,
+	}
+	return rt
 }
 
 // NodeName is the node this runtime registers.
 func (rt *Runtime) NodeName() string { return rt.nodeName }
 
 // Report summarises the runtime for the FleetBinding's status.
-func (rt *Runtime) Report() controllers.NodeReport {
-	rt.mu.Lock()
-	defer rt.mu.Unlock()
-	r := controllers.NodeReport{
-		Running:             rt.running,
-		FlightctlError:      rt.pollErr,
-		DisconnectedDevices: rt.disconnects.persisted(),
-		Pods:                int32(len(rt.pods)),
+func (rt *Runtime) Report() nodeapi.Report {
+	running := rt.running.Load()
+	fleet, _, pollErr := rt.poller.state()
+	r := nodeapi.Report{
+		Running:             running,
+		FlightctlError:      pollErr,
+		DisconnectedDevices: rt.reconnector.persisted(),
+		Pods:                int32(rt.store.count()),
 	}
-	if rt.fleet != nil {
-		r.Inventory = controllers.InventoryFromFleet(rt.fleet)
+	if fleet != nil {
+		r.Inventory = nodeapi.InventoryOf(fleet)
 	}
-	if !rt.running {
+	if !running {
 		r.Message = fmt.Sprintf("virtual node %s is starting", rt.nodeName)
 	}
 	return r
@@ -122,13 +140,14 @@ func (rt *Runtime) Report() controllers.NodeReport {
 
 // Run registers the node and serves it until ctx ends.
 func (rt *Runtime) Run(ctx context.Context) error {
-	rt.log.Info("Provider starting", "selector", rt.cfg.binding.EffectiveDeviceSelector())
+	log := rt.cfg.log
+	log.Info("Provider starting", "selector", rt.cfg.binding.EffectiveDeviceSelector())
 	// Poll once before registering so the node starts with real capacity;
 	// if Flightctl is down, start with what status last recorded.
-	if err := rt.pollDevices(ctx); err != nil {
-		rt.log.Error(err, "First device listing failed; registering the node with the last known capacity")
+	if err := rt.poller.poll(ctx); err != nil {
+		log.Error(err, "First device listing failed; registering the node with the last known capacity")
 	} else {
-		rt.log.Info("Connected to Flightctl API", "devices", len(rt.currentFleet().Devices))
+		log.Info("Connected to Flightctl API", "devices", len(rt.poller.current().Devices))
 	}
 
 	factory := informers.NewSharedInformerFactoryWithOptions(rt.cfg.kube, 0,
@@ -140,11 +159,56 @@ func (rt *Runtime) Run(ctx context.Context) error {
 	if !cache.WaitForCacheSync(ctx.Done(), podInformer.Informer().HasSynced) {
 		return ctx.Err()
 	}
-	rt.mu.Lock()
-	rt.podLister = podInformer.Lister()
-	rt.mu.Unlock()
+	rt.kubePods.setLister(podInformer.Lister())
 	rt.rebuildLedger()
 
+	pc, nc, err := rt.controllers(podInformer)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		if err := pc.Run(ctx, rt.cfg.opts.PodSyncWorkers); err != nil && ctx.Err() == nil {
+			log.Error(err, "Pod controller stopped")
+		}
+	}()
+	select {
+	case <-pc.Ready():
+	case <-pc.Done():
+		return pc.Err()
+	case <-ctx.Done():
+		return nil
+	}
+	go func() {
+		if err := nc.Run(ctx); err != nil && ctx.Err() == nil {
+			log.Error(err, "Node controller stopped")
+		}
+	}()
+	select {
+	case <-nc.Ready():
+	case <-nc.Done():
+		return nc.Err()
+	case <-ctx.Done():
+		return nil
+	}
+	if err := rt.node.syncSpec(ctx); err != nil {
+		log.Error(err, "Setting node taints failed")
+	}
+	rt.running.Store(true)
+	log.Info("Virtual node registered")
+	rt.cfg.trigger()
+
+	rt.loop.run(ctx)
+	rt.running.Store(false)
+	forgetGauges(rt.cfg.binding.Spec.Fleet)
+	<-pc.Done()
+	<-nc.Done()
+	return nil
+}
+
+// controllers builds virtual-kubelet's pod and node controllers around rt.
+func (rt *Runtime) controllers(podInformer coreinformers.PodInformer) (*node.PodController, *node.NodeController, error) {
 	pc, err := node.NewPodController(node.PodControllerConfig{
 		PodClient:                 rt.cfg.kube.CoreV1(),
 		PodInformer:               podInformer,
@@ -163,50 +227,97 @@ func (rt *Runtime) Run(ctx context.Context) error {
 		SyncPodStatusFromProviderRateLimiter: podQueueLimiter(),
 	})
 	if err != nil {
-		return fmt.Errorf("creating pod controller: %w", err)
+		return nil, nil, fmt.Errorf("creating pod controller: %w", err)
 	}
-	nc, err := node.NewNodeController(rt, rt.nodeObject(), rt.cfg.kube.CoreV1().Nodes(),
+	nc, err := node.NewNodeController(rt, rt.node.build(), rt.cfg.kube.CoreV1().Nodes(),
 		node.WithNodeEnableLeaseV1(nodeutil.NodeLeaseV1Client(rt.cfg.kube), node.DefaultLeaseDuration),
-		node.WithNodeStatusUpdateErrorHandler(rt.onNodeStatusError))
+		node.WithNodeStatusUpdateErrorHandler(rt.node.onStatusError))
 	if err != nil {
-		return fmt.Errorf("creating node controller: %w", err)
+		return nil, nil, fmt.Errorf("creating node controller: %w", err)
 	}
+	return pc, nc, nil
+}
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() { _ = pc.Run(ctx, rt.cfg.opts.PodSyncWorkers) }()
-	select {
-	case <-pc.Ready():
-	case <-pc.Done():
-		return pc.Err()
-	case <-ctx.Done():
-		return nil
+// rebuildLedger restores which pod holds what on which device from the
+// pods' flightctl.io/device annotations, so a restarted manager never
+// places a pod twice and never overcommits.
+func (rt *Runtime) rebuildLedger() {
+	pods, ok := rt.kubePods.list()
+	if !ok {
+		return
 	}
-	go func() { _ = nc.Run(ctx) }()
-	select {
-	case <-nc.Ready():
-	case <-nc.Done():
-		return nc.Err()
-	case <-ctx.Done():
-		return nil
+	var as []placement.Assignment
+	for _, p := range pods {
+		if a, ok := placement.AssignmentFromPod(p); ok {
+			as = append(as, a)
+		}
 	}
-	if err := rt.syncNodeSpec(ctx); err != nil {
-		rt.log.Error(err, "Setting node taints failed")
+	rt.ledger.Rebuild(as)
+	if len(as) > 0 {
+		rt.cfg.log.Info("Restored placements from pod annotations", "pods", len(as))
 	}
-	rt.mu.Lock()
-	rt.running = true
-	rt.mu.Unlock()
-	rt.log.Info("Virtual node registered")
-	rt.cfg.trigger()
+}
 
-	rt.statusLoop(ctx)
-	rt.mu.Lock()
-	rt.running = false
-	rt.mu.Unlock()
-	rt.forgetGauges()
-	<-pc.Done()
-	<-nc.Done()
+// CreatePod places a new pod on a device and deploys it. Failures are kept
+// for the status loop (see deployer.owe), so it never returns an error.
+func (rt *Runtime) CreatePod(ctx context.Context, pod *corev1.Pod) error {
+	rt.deployer.apply(ctx, pod)
 	return nil
+}
+
+// UpdatePod rewrites the pod's application when what runs changed.
+func (rt *Runtime) UpdatePod(ctx context.Context, pod *corev1.Pod) error {
+	rt.deployer.apply(ctx, pod)
+	return nil
+}
+
+// DeletePod removes the pod's application from its device, then the pod.
+func (rt *Runtime) DeletePod(ctx context.Context, pod *corev1.Pod) error {
+	return rt.remover.remove(ctx, pod)
+}
+
+// GetPod returns the pod as last handed over, with its current status.
+func (rt *Runtime) GetPod(_ context.Context, namespace, name string) (*corev1.Pod, error) {
+	p, ok := rt.store.pod(namespace, name)
+	if !ok {
+		return nil, errdefs.NotFoundf("pod %s/%s is not on node %s", namespace, name, rt.nodeName)
+	}
+	return p, nil
+}
+
+// GetPodStatus returns the pod's current status.
+func (rt *Runtime) GetPodStatus(ctx context.Context, namespace, name string) (*corev1.PodStatus, error) {
+	p, err := rt.GetPod(ctx, namespace, name)
+	if err != nil {
+		return nil, err
+	}
+	return &p.Status, nil
+}
+
+// GetPods returns every pod of this node.
+func (rt *Runtime) GetPods(context.Context) ([]*corev1.Pod, error) {
+	return rt.store.all(), nil
+}
+
+// NotifyPods registers virtual-kubelet's pod status callback.
+func (rt *Runtime) NotifyPods(_ context.Context, cb func(*corev1.Pod)) {
+	rt.kubePods.setCallback(cb)
+}
+
+// Ping reports the provider healthy whenever the manager is: the lease must
+// not depend on Flightctl, or a Flightctl outage would make Kubernetes evict
+// the whole fleet. Flightctl reachability is a node condition instead.
+func (rt *Runtime) Ping(ctx context.Context) error { return ctx.Err() }
+
+// NotifyNodeStatus registers virtual-kubelet's node status callback.
+func (rt *Runtime) NotifyNodeStatus(_ context.Context, cb func(*corev1.Node)) {
+	rt.node.setCallback(cb)
+}
+
+// RemoveAllApplications removes every owned application from the binding's
+// devices; used when the binding is deleted.
+func (rt *Runtime) RemoveAllApplications(ctx context.Context) error {
+	return rt.remover.removeAll(ctx)
 }
 
 // stripManagedFields drops server-side apply bookkeeping from cached pods:
@@ -224,152 +335,4 @@ func stripManagedFields(obj any) (any, error) {
 // client-go's default) without the shared 10/s bucket.
 func podQueueLimiter() workqueue.TypedRateLimiter[any] {
 	return workqueue.NewTypedItemExponentialFailureRateLimiter[any](5*time.Millisecond, 1000*time.Second)
-}
-
-// Ping reports the provider healthy whenever the manager is: the lease must
-// not depend on Flightctl, or a Flightctl outage would make Kubernetes evict
-// the whole fleet. Flightctl reachability is a node condition instead.
-func (rt *Runtime) Ping(ctx context.Context) error { return ctx.Err() }
-
-// NotifyNodeStatus registers virtual-kubelet's node status callback.
-func (rt *Runtime) NotifyNodeStatus(_ context.Context, cb func(*corev1.Node)) {
-	rt.mu.Lock()
-	rt.notifyNode = cb
-	rt.mu.Unlock()
-}
-
-// onNodeStatusError recreates the Node when someone deleted it.
-func (rt *Runtime) onNodeStatusError(ctx context.Context, err error) error {
-	rt.log.Error(err, "Updating node status failed; re-creating the node if it is gone")
-	_, cerr := rt.cfg.kube.CoreV1().Nodes().Create(ctx, rt.nodeObject(), metav1.CreateOptions{})
-	if cerr != nil {
-		return err
-	}
-	return nil
-}
-
-// rebuildLedger restores which pod holds what on which device from the
-// pods' flightctl.io/device annotations, so a restarted manager never
-// places a pod twice and never overcommits.
-func (rt *Runtime) rebuildLedger() {
-	pods, err := rt.podLister.List(everything)
-	if err != nil {
-		return
-	}
-	var as []placement.Assignment
-	for _, p := range pods {
-		if a, ok := placement.AssignmentFromPod(p); ok {
-			as = append(as, a)
-		}
-	}
-	rt.ledger.Rebuild(as)
-	if len(as) > 0 {
-		rt.log.Info("Restored placements from pod annotations", "pods", len(as))
-	}
-}
-
-func (rt *Runtime) currentFleet() *inventory.Fleet {
-	rt.mu.Lock()
-	defer rt.mu.Unlock()
-	if rt.fleet == nil {
-		return &inventory.Fleet{}
-	}
-	return rt.fleet
-}
-
-// pollNow asks the status loop for an early poll.
-func (rt *Runtime) pollNow() {
-	select {
-	case rt.kick <- struct{}{}:
-	default:
-	}
-}
-
-// statusLoop polls Flightctl and pushes node and pod status until ctx ends.
-func (rt *Runtime) statusLoop(ctx context.Context) {
-	interval := rt.cfg.settings.StatusPollInterval
-	if interval <= 0 {
-		interval = settings.DefaultStatusPollInterval
-	}
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		start := time.Now()
-		rt.syncOnce(ctx)
-		took := time.Since(start)
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case <-rt.kick:
-			// A write asks for an early poll so the pod turns Running
-			// soon. Waiting a little coalesces a burst of writes into one
-			// poll, and waiting at least as long as the last poll took
-			// keeps a large fleet's listing from running back to back.
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(max(minKickDelay, took)):
-			}
-		}
-	}
-}
-
-// minKickDelay is the shortest wait between a write and the poll it asks
-// for. Every pod start waits for that poll, so it is short; `make bench`
-// showed the former 200 ms as a floor on start latency.
-const minKickDelay = 50 * time.Millisecond
-
-// syncOnce is one status poll: devices, node, pods, timers, orphans.
-func (rt *Runtime) syncOnce(ctx context.Context) {
-	start := time.Now()
-	err := rt.pollDevices(ctx)
-	rt.pushNodeStatus()
-	if err != nil {
-		// Pods keep their last known status while Flightctl is away.
-		rt.log.Error(err, "Listing devices failed; pods keep their last known status")
-		return
-	}
-	rt.trackConnectivity(ctx)
-	rt.updatePodStatuses()
-	rt.retryPods(ctx)
-	if time.Since(rt.lastSweep) >= orphanSweepEvery {
-		rt.removeOrphans(ctx)
-		rt.lastSweep = time.Now()
-	}
-	rt.recordGauges()
-	statusLoopDuration.WithLabelValues(rt.cfg.binding.Spec.Fleet).Observe(time.Since(start).Seconds())
-}
-
-// pollDevices lists the binding's devices page by page.
-func (rt *Runtime) pollDevices(ctx context.Context) error {
-	started := time.Now()
-	devs, err := rt.cfg.flight.ListAllDevices(ctx, listOptions(rt.cfg.binding))
-	if err != nil {
-		rt.mu.Lock()
-		rt.pollErr = err
-		rt.mu.Unlock()
-		return err
-	}
-	var claimed map[string]string
-	if rt.cfg.claimedElsewhere != nil {
-		claimed = rt.cfg.claimedElsewhere()
-	}
-	fleet := inventory.BuildExcluding(devs, rt.invOpts, rt.cfg.opts.Now(), claimed)
-	rt.mu.Lock()
-	defer rt.mu.Unlock()
-	rt.pollErr = nil
-	rt.fleet = fleet
-	rt.listedFrom = started
-	return nil
-}
-
-// deviceNames are the devices this node uses (claimed ones excluded).
-func (rt *Runtime) deviceNames() []string {
-	f := rt.currentFleet()
-	out := make([]string, 0, len(f.Devices))
-	for _, d := range f.Devices {
-		out = append(out, d.Name)
-	}
-	return out
 }

@@ -2,29 +2,21 @@ package node_test
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"runtime/pprof"
 	"testing"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	"k8s.io/apimachinery/pkg/runtime"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/client-go/kubernetes"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	vkv1 "github.com/vk-flightctl/vk-flightctl/api/v1alpha1"
 	"github.com/vk-flightctl/vk-flightctl/internal/logging"
 	"github.com/vk-flightctl/vk-flightctl/internal/manager"
 	"github.com/vk-flightctl/vk-flightctl/provider/flightctl"
+	"github.com/vk-flightctl/vk-flightctl/test/envtestenv"
 )
 
 // The suite runs the whole manager, virtual nodes included, against a real
@@ -32,11 +24,10 @@ import (
 // envtest has no scheduler or controller-manager, so pods name their node;
 // Deployments are covered by the end-to-end suite.
 var (
-	testEnv   *envtest.Environment
+	testEnv   *envtestenv.Env
 	cfg       *rest.Config
 	k8sClient client.Client
 	kube      kubernetes.Interface
-	scheme    = runtime.NewScheme()
 	mgr       *runningManager
 )
 
@@ -54,9 +45,9 @@ type runningManager struct {
 
 func startManager() *runningManager { return startManagerWith(nil) }
 
-// startManagerWith starts a manager whose controller-runtime options mutate
-// adjusts (leader election for the HA specs).
-func startManagerWith(mutate func(*ctrl.Options)) *runningManager {
+// startManagerWith starts a manager whose options mutate adjusts (leader
+// election for the HA specs).
+func startManagerWith(mutate func(*manager.Options)) *runningManager {
 	logger, _ := logging.New(logging.Options{Verbosity: 0, Output: GinkgoWriter})
 	ctrl.SetLogger(logger)
 	opts := manager.DefaultOptions()
@@ -66,20 +57,15 @@ func startManagerWith(mutate func(*ctrl.Options)) *runningManager {
 	opts.ClientOptions = func(c *flightctl.Config) {
 		c.Timeout = 5 * time.Second
 	}
-	skip := true
-	mo := ctrl.Options{
-		Scheme:  scheme,
-		Metrics: metricsserver.Options{BindAddress: "0"},
-		// Specs restart the manager in one process; controller names are
-		// unique per manager, not per process.
-		Controller: config.Controller{SkipNameValidation: &skip},
-	}
+	opts.MetricsAddr, opts.ProbeAddr = "0", "0"
+	// Specs restart the manager in one process; controller names are
+	// unique per manager, not per process.
+	opts.SkipControllerNameValidation = true
 	if mutate != nil {
-		mutate(&mo)
+		mutate(&opts)
 	}
-	m, err := ctrl.NewManager(cfg, mo)
+	m, err := manager.New(cfg, opts, logger)
 	Expect(err).NotTo(HaveOccurred())
-	Expect(manager.Setup(m, opts, logger)).To(Succeed())
 	ctx, cancel := context.WithCancel(context.Background())
 	rm := &runningManager{cancel: cancel, done: make(chan error, 1)}
 	go func() {
@@ -102,21 +88,10 @@ func (m *runningManager) stop() {
 }
 
 var _ = BeforeSuite(func() {
-	Expect(os.Getenv("KUBEBUILDER_ASSETS")).NotTo(BeEmpty(),
-		"KUBEBUILDER_ASSETS must point at etcd and kube-apiserver: run through `make test`")
-	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
-	utilruntime.Must(vkv1.AddToScheme(scheme))
-	testEnv = &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-	}
 	var err error
-	cfg, err = testEnv.Start()
+	testEnv, err = envtestenv.Start()
 	Expect(err).NotTo(HaveOccurred())
-	k8sClient, err = client.New(cfg, client.Options{Scheme: scheme})
-	Expect(err).NotTo(HaveOccurred())
-	kube, err = kubernetes.NewForConfig(cfg)
-	Expect(err).NotTo(HaveOccurred())
+	cfg, k8sClient, kube = testEnv.Config, testEnv.Client, testEnv.Kube
 	mgr = startManager()
 })
 
@@ -124,7 +99,5 @@ var _ = AfterSuite(func() {
 	if mgr != nil {
 		mgr.stop()
 	}
-	if testEnv != nil {
-		Expect(testEnv.Stop()).To(Succeed())
-	}
+	Expect(testEnv.Stop()).To(Succeed())
 })

@@ -14,7 +14,6 @@ import (
 
 	vkv1 "github.com/vk-flightctl/vk-flightctl/api/v1alpha1"
 	"github.com/vk-flightctl/vk-flightctl/provider/flightctl"
-	"github.com/vk-flightctl/vk-flightctl/provider/node"
 	"github.com/vk-flightctl/vk-flightctl/provider/translate"
 	"github.com/vk-flightctl/vk-flightctl/test/flightctlsim"
 )
@@ -73,7 +72,7 @@ var _ = Describe("Writes that fail", func() {
 		beforeDev, beforeApp := before.Annotations[vkv1.AnnotationDevice], translate.AppName(before)
 
 		Expect(f.sim.SetFaults(flightctlsim.Faults{Unreachable: true})).To(Succeed())
-		Eventually(f.nodeCondition(ctx, node.NodeConditionFlightctlReachable), 30*time.Second).Should(Equal(corev1.ConditionFalse))
+		Eventually(f.nodeCondition(ctx, corev1.NodeConditionType(vkv1.NodeConditionFlightctlReachable)), 30*time.Second).Should(Equal(corev1.ConditionFalse))
 
 		Expect(k8sClient.Create(ctx, f.pod("during", "100m", "128Mi"))).To(Succeed())
 		before.Spec.Containers[0].Image = "nginx:1.27"
@@ -81,14 +80,14 @@ var _ = Describe("Writes that fail", func() {
 		Expect(k8sClient.Delete(ctx, doomed)).To(Succeed())
 
 		// The failed write is reported, and the pod waits rather than fails.
-		Eventually(f.events(ctx, "during"), 60*time.Second).Should(hasEvent(node.EventDeployFailed))
+		Eventually(f.events(ctx, "during"), 60*time.Second).Should(hasEvent(vkv1.EventDeployFailed))
 		Eventually(func() string {
 			p := f.getPod(ctx, "during")
 			if p == nil || len(p.Status.ContainerStatuses) == 0 || p.Status.ContainerStatuses[0].State.Waiting == nil {
 				return ""
 			}
 			return string(p.Status.Phase) + "/" + p.Status.ContainerStatuses[0].State.Waiting.Reason
-		}, 30*time.Second).Should(Equal("Pending/" + node.ReasonDeployRetrying))
+		}, 30*time.Second).Should(Equal("Pending/" + vkv1.ReasonDeployRetrying))
 		Expect(f.placedOn(ctx, "during")()).NotTo(BeEmpty(), "the placement record must survive the failed write")
 		Expect(f.phase(ctx, "before")()).To(Equal(corev1.PodRunning))
 
@@ -130,7 +129,7 @@ var _ = Describe("Writes that fail", func() {
 		f.deleteDevice(ctx, "device-1")
 		Expect(k8sClient.Create(ctx, f.pod("mover", "100m", "128Mi"))).To(Succeed())
 
-		Eventually(f.events(ctx, "mover"), 30*time.Second).Should(hasEvent(node.EventDeviceGone))
+		Eventually(f.events(ctx, "mover"), 30*time.Second).Should(hasEvent(vkv1.EventDeviceGone))
 		Eventually(f.placedOn(ctx, "mover"), 30*time.Second).Should(Equal("device-2"))
 		mover := f.getPod(ctx, "mover")
 		Eventually(func() []string { return f.apps("device-2") }, 30*time.Second).Should(ContainElement(translate.AppName(mover)))
@@ -138,7 +137,7 @@ var _ = Describe("Writes that fail", func() {
 		Expect(mover.Status.Phase).NotTo(Equal(corev1.PodFailed))
 		var gone []string
 		for _, e := range f.events(ctx, "mover")() {
-			if strings.HasPrefix(e, node.EventDeviceGone+": ") {
+			if strings.HasPrefix(e, vkv1.EventDeviceGone+": ") {
 				gone = append(gone, e)
 			}
 		}
@@ -190,9 +189,9 @@ var _ = Describe("Writes Flightctl refuses", func() {
 
 		Eventually(f.phase(ctx, "refused"), 30*time.Second).Should(Equal(corev1.PodFailed))
 		p := f.getPod(ctx, "refused")
-		Expect(p.Status.Reason).To(Equal(node.ReasonRejected))
+		Expect(p.Status.Reason).To(Equal(vkv1.ReasonRejectedByFlightctl))
 		Expect(p.Status.Message).To(ContainSubstring("injected fault"))
-		Eventually(f.events(ctx, "refused"), 10*time.Second).Should(ContainElement(And(HavePrefix(node.EventDeployFailed+": "), ContainSubstring("Flightctl refused"))))
+		Eventually(f.events(ctx, "refused"), 10*time.Second).Should(ContainElement(And(HavePrefix(vkv1.EventDeployFailed+": "), ContainSubstring("Flightctl refused"))))
 		Eventually(f.ready(ctx, "neighbour"), 30*time.Second).Should(BeTrue())
 		Expect(f.apps("device-1")).To(Equal([]string{translate.AppName(f.getPod(ctx, "neighbour"))}))
 		// No retry storm: the refused write is not sent again.

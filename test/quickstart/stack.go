@@ -494,6 +494,10 @@ func (s *Stack) StartManager(ctx context.Context, o ManagerOptions) (pid int, er
 		}
 		args := []string{
 			"--metrics-bind-address", "127.0.0.1:" + strconv.Itoa(metrics),
+			// The stack listens on loopback only and the bench scrapes
+			// without credentials; a deployment serves metrics over HTTPS
+			// behind TokenReview/SubjectAccessReview (config/manager).
+			"--metrics-secure=false",
 			"--health-probe-bind-address", "127.0.0.1:" + strconv.Itoa(health),
 			"--namespace", s.managerNamespace(),
 			// Port 0: a free port, so several stacks (e2e, bench,

@@ -1,0 +1,106 @@
+package node
+
+import (
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+	corelisters "k8s.io/client-go/listers/core/v1"
+
+	vkv1 "github.com/vk-flightctl/vk-flightctl/api/v1alpha1"
+)
+
+// kubePods is the node's side of its pods in the API server: the
+// informer's lister (set once the cache synced) and virtual-kubelet's pod
+// status callback. It owns both and their lock.
+type kubePods struct {
+	mu     sync.Mutex
+	lister corelisters.PodLister
+	cb     func(*corev1.Pod)
+}
+
+func (k *kubePods) setLister(l corelisters.PodLister) {
+	k.mu.Lock()
+	k.lister = l
+	k.mu.Unlock()
+}
+
+func (k *kubePods) setCallback(cb func(*corev1.Pod)) {
+	k.mu.Lock()
+	k.cb = cb
+	k.mu.Unlock()
+}
+
+// podLister is nil until the informer synced.
+func (k *kubePods) podLister() corelisters.PodLister {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.lister
+}
+
+// list is every pod of the node in the informer; nil (and false) before it
+// synced.
+func (k *kubePods) list() ([]*corev1.Pod, bool) {
+	l := k.podLister()
+	if l == nil {
+		return nil, false
+	}
+	pods, err := l.List(everything)
+	if err != nil {
+		return nil, false
+	}
+	return pods, true
+}
+
+// shared returns the informer's copy of pod when it is the same version, so
+// the provider keeps no pod copy of its own (at 10,000 pods every copy is
+// tens of MiB); otherwise pod itself, which virtual-kubelet hands over as a
+// copy it does not touch again. Neither may be modified.
+func (k *kubePods) shared(pod *corev1.Pod) *corev1.Pod {
+	l := k.podLister()
+	if l == nil {
+		return pod
+	}
+	if cached, err := l.Pods(pod.Namespace).Get(pod.Name); err == nil && cached.UID == pod.UID && cached.ResourceVersion == pod.ResourceVersion {
+		return cached
+	}
+	return pod
+}
+
+// notify hands virtual-kubelet the pod of v with v's status. It starts
+// from the informer's copy: virtual-kubelet writes the whole object, and
+// labels or annotations from an older copy would undo the placement record.
+func (k *kubePods) notify(v podState) {
+	k.mu.Lock()
+	cb, l := k.cb, k.lister
+	k.mu.Unlock()
+	if cb == nil {
+		return
+	}
+	base := v.pod
+	if l != nil {
+		if fresh, err := l.Pods(base.Namespace).Get(base.Name); err == nil && fresh.UID == base.UID {
+			base = fresh
+		}
+	}
+	// The spec is shared, not copied: nobody writes to it, and
+	// virtual-kubelet keeps this object for every pod.
+	p := &corev1.Pod{TypeMeta: base.TypeMeta, ObjectMeta: *base.ObjectMeta.DeepCopy(), Spec: base.Spec}
+	p.Status = *v.status.DeepCopy()
+	// virtual-kubelet writes status with UpdateStatus, which also stores
+	// the object's labels and annotations; the informer may not have seen
+	// the placement record yet, so carry it here or it would be erased.
+	if v.device != "" {
+		if p.Annotations == nil {
+			p.Annotations = map[string]string{}
+		}
+		p.Annotations[vkv1.AnnotationDevice] = v.device
+		if len(validation.IsValidLabelValue(v.device)) == 0 {
+			if p.Labels == nil {
+				p.Labels = map[string]string{}
+			}
+			p.Labels[vkv1.LabelDevice] = v.device
+		}
+	}
+	cb(p)
+}

@@ -1,0 +1,105 @@
+package node
+
+import (
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/record"
+
+	"github.com/vk-flightctl/vk-flightctl/provider/flightctl"
+	"github.com/vk-flightctl/vk-flightctl/provider/inventory"
+	"github.com/vk-flightctl/vk-flightctl/provider/translate"
+)
+
+// statusMapper turns the latest device listing into the statuses of the
+// node's deployed pods and tells virtual-kubelet about the ones that
+// changed. The mapping itself is provider/translate's; this type picks
+// each pod's application and device out of the listing.
+type statusMapper struct {
+	store       *podStore
+	kubePods    *kubePods
+	poller      *poller
+	reconnector *reconnector
+	recorder    record.EventRecorder
+	now         func() time.Time
+}
+
+// update maps every deployed pod's application status to a pod status.
+func (m *statusMapper) update() {
+	fleet := m.poller.current()
+	away := m.reconnector.since()
+	now := m.now()
+	type change struct {
+		st   *podState
+		pod  *corev1.Pod
+		prev corev1.PodStatus
+		next corev1.PodStatus
+	}
+	var changes []change
+	m.store.each(func(st *podState) {
+		if st.phase != phaseDeployed {
+			return
+		}
+		next := statusFor(st, fleet, away, now)
+		if sameStatus(st.status, next) {
+			return
+		}
+		prev := st.status
+		st.status = next
+		changes = append(changes, change{st: st, pod: st.pod, prev: prev, next: next})
+	})
+	for _, c := range changes {
+		for _, e := range translate.Events(c.prev, c.next) {
+			m.recorder.Event(c.pod, e.Type, e.Reason, e.Message)
+		}
+		m.kubePods.notify(m.store.view(c.st))
+	}
+}
+
+// statusFor computes a deployed pod's status from its device in fleet;
+// away maps disconnected devices to when they went away. The store's lock
+// is held.
+func statusFor(st *podState, fleet *inventory.Fleet, away map[string]time.Time, now time.Time) corev1.PodStatus {
+	// The mapping keeps timestamps from the status last reported.
+	pod := st.pod.DeepCopy()
+	pod.Status = *st.status.DeepCopy()
+	dev, listed := fleet.Get(st.device)
+	if since, disconnected := away[st.device]; disconnected || !listed {
+		info := translate.DeviceInfo{Name: st.device}
+		if !disconnected {
+			since = now
+		}
+		if listed {
+			info = translate.DeviceInfo{Name: dev.Name, IP: dev.IP, SummaryStatus: dev.SummaryStatus, Info: dev.SummaryInfo}
+		}
+		return translate.DisconnectedStatus(pod, info, since)
+	}
+	var app *flightctl.ApplicationStatus
+	// Until the device runs the rendered version that carries the newest
+	// write, its application status describes the old content.
+	// Another pod's write makes the whole device OutOfDate for a moment;
+	// that must not touch this pod, so only its own liveAt counts.
+	if dev.AppliedVersion >= st.liveAt {
+		if a, found := dev.Applications[st.app]; found {
+			app = &a
+		}
+	}
+	info := translate.DeviceInfo{Name: dev.Name, IP: dev.IP, Online: dev.Online, SummaryStatus: dev.SummaryStatus, Info: dev.SummaryInfo}
+	return translate.PodStatus(pod, app, info, now)
+}
+
+// sameStatus compares statuses ignoring condition timestamps, so a
+// recomputed but unchanged status is not written again.
+func sameStatus(a, b corev1.PodStatus) bool {
+	strip := func(s corev1.PodStatus) corev1.PodStatus {
+		s = *s.DeepCopy()
+		for i := range s.Conditions {
+			s.Conditions[i].LastTransitionTime = metav1.Time{}
+			s.Conditions[i].LastProbeTime = metav1.Time{}
+		}
+		return s
+	}
+	return equality.Semantic.DeepEqual(strip(a), strip(b))
+}
