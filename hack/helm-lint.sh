@@ -38,13 +38,14 @@ off="$("$HELM" template vk-flightctl "$CHART" -n vk-flightctl-system --set metri
 
 has() { grep -qF -- "$2" <<<"$1" || fail "$3: rendering lacks '$2'"; }
 hasnt() { ! grep -qF -- "$2" <<<"$1" || fail "$3: rendering has '$2'"; }
-kinds() { grep '^kind: ' <<<"$1" | sort | tr '\n' ' '; }
+kinds() { grep '^kind: ' <<<"$1" | sort -u | tr '\n' ' '; }
 
 want="kind: ClusterRole kind: ClusterRoleBinding kind: ConfigMap kind: CustomResourceDefinition kind: Deployment kind: Role kind: RoleBinding kind: ServiceAccount "
 [ "$(kinds "$def")" = "$want" ] || fail "defaults render $(kinds "$def"), want $want"
 has "$def" "helm.sh/resource-policy: keep" "defaults"
 has "$def" "- --leader-elect" "defaults"
-has "$def" "- --metrics-bind-address=:8080" "defaults"
+port="$(sed -n 's/^  port: \([0-9]*\)$/\1/p' "$CHART/values.yaml")"
+has "$def" "- --metrics-bind-address=:$port" "defaults (metrics.port $port)"
 has "$def" 'image: "vk-flightctl-provider:'"$(sed -n 's/^appVersion: "\(.*\)"/\1/p' "$CHART/Chart.yaml")"'"' "defaults (image tag = appVersion)"
 hasnt "$def" "kind: ServiceMonitor" "defaults"
 hasnt "$def" "volumes:" "defaults"

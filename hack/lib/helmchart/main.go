@@ -721,7 +721,7 @@ func (g *generator) values() []value {
 			{key: "enabled", doc: "Pass --leader-elect: only the Lease holder runs nodes and writes to Flightctl.", def: g.leaderElect},
 		}},
 		{key: "config", doc: "Manager-wide defaults: the vk-flightctl-config ConfigMap, read live (no restart). A FleetBinding's own fields override them.", children: cfg},
-		{key: "metrics", doc: "The manager's Prometheus /metrics endpoint.", children: []value{
+		{key: "metrics", doc: "The manager's Prometheus /metrics endpoint: HTTPS, for callers the API server authenticates and authorizes (bind your Prometheus's ServiceAccount to the ClusterRole vk-flightctl-metrics-reader); extraArgs [--metrics-secure=false] serves plain HTTP.", children: []value{
 			{key: "enabled", doc: "Serve /metrics; false passes --metrics-bind-address=0.", def: true},
 			{key: "port", doc: "Port of /metrics (container port metrics).", def: g.metricsPort, schema: map[string]any{"minimum": 1, "maximum": 65535}},
 			{key: "serviceMonitor", doc: "A Service and a Prometheus Operator ServiceMonitor for /metrics (needs the monitoring.coreos.com CRDs).", children: []value{
