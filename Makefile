@@ -158,7 +158,7 @@ $(KUSTOMIZE):
 	mv $(LOCALBIN)/kustomize $(KUSTOMIZE)
 
 .PHONY: helm
-helm: ## Build helm $(HELM_VERSION) from the Go module proxy (cached per user) into bin/.
+helm: ## Build helm v3.22.0 from the Go module proxy (cached per user) into bin/.
 	HELM_VERSION=$(HELM_VERSION) hack/build-helm.sh
 
 .PHONY: kwok
