@@ -7,6 +7,11 @@ K8S_BIN_DIR        ?= $(LOCALBIN)/k8s/$(K8S_VERSION)
 CONTROLLER_GEN     ?= $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
 KUSTOMIZE_VERSION  ?= v5.8.1
 KUSTOMIZE          ?= $(LOCALBIN)/kustomize-$(KUSTOMIZE_VERSION)
+HELM_VERSION       ?= v3.22.0
+HELM               ?= $(LOCALBIN)/helm
+# The app's version; the Helm chart's version and appVersion (and so the
+# image tag it defaults to) are this. Bump it here, then make helm-chart.
+VERSION            ?= 0.1.0
 GO                 ?= go
 # Tests that need a real API server get the binaries hack/ builds.
 export KUBEBUILDER_ASSETS ?= $(K8S_BIN_DIR)
@@ -38,8 +43,16 @@ quickstart-manifests: kustomize ## Render config/rbac.yaml and config/deployment
 	$(KUSTOMIZE) build config/quickstart/rbac > config/rbac.yaml
 	$(KUSTOMIZE) build config/quickstart/deployment > config/deployment.yaml
 
+.PHONY: helm-chart
+helm-chart: kustomize ## Regenerate the Helm chart dist/chart from the kustomize bases (config/default, config/prometheus) with chart version VERSION.
+	KUSTOMIZE=$(KUSTOMIZE) VERSION=$(VERSION) hack/helm-chart.sh
+
+.PHONY: helm-lint
+helm-lint: helm ## helm lint and helm template dist/chart with the default values and with every switch flipped.
+	HELM=$(HELM) hack/helm-lint.sh
+
 .PHONY: verify-generated
-verify-generated: kustomize ## Fail when generated files differ from what the markers say, or a kustomize base does not render.
+verify-generated: kustomize ## Fail when generated files (CRD, RBAC, quickstart files, dist/chart) differ from their sources (also the values table in docs/helm.md), or a kustomize base does not render.
 	hack/verify-generated.sh
 	for d in config/default config/prometheus config/samples config/quickstart/rbac config/quickstart/deployment; do \
 	  $(KUSTOMIZE) build $$d >/dev/null || { echo "kustomize build $$d failed" >&2; exit 1; }; done
@@ -53,7 +66,7 @@ vet: ## Run go vet.
 	$(GO) vet ./...
 
 .PHONY: test
-test: verify-generated vet k8s-binaries-all kwok ## Run every test: unit, contract, fuzz, envtest, end-to-end, reliability and bench in quick mode (what CI runs).
+test: verify-generated vet helm-lint k8s-binaries-all kwok ## Run every test: chart lint, unit, contract, fuzz, envtest, end-to-end (quickstart and Helm), reliability and bench in quick mode (what CI runs).
 	hack/run-tests.sh
 
 .PHONY: test-unit
@@ -85,8 +98,12 @@ demo-down: ## Stop everything make demo started.
 	hack/demo-down.sh
 
 .PHONY: test-e2e
-test-e2e: k8s-binaries-all ## Run the end-to-end suite (real local control plane, manager and simulator as processes).
-	$(GO) test -count=1 -timeout 30m ./test/e2e/... -ginkgo.no-color -ginkgo.v
+test-e2e: k8s-binaries-all helm ## Run the end-to-end suites, quickstart and Helm chart (real local control plane, manager and simulator as processes; one package at a time).
+	HELM=$(HELM) $(GO) test -count=1 -p 1 -timeout 30m ./test/e2e/... -ginkgo.no-color -ginkgo.v
+
+.PHONY: test-helm
+test-helm: k8s-binaries-all helm ## Install dist/chart into a local control plane with helm, run the manager with the chart's ServiceAccount/RBAC/ConfigMap, get a Ready node, uninstall.
+	HELM=$(HELM) $(GO) test -count=1 -timeout 15m ./test/e2e/helm/... -ginkgo.no-color -ginkgo.v
 
 .PHONY: test-reliability
 test-reliability: k8s-binaries-all ## Fault and restart tests in full mode (~20 min: Flightctl errors, outages, fleet takeover, manager kills, leader hand-over); RELIABILITY_PHASES=a,b runs some phases.
@@ -139,6 +156,10 @@ $(KUSTOMIZE):
 	@mkdir -p $(LOCALBIN)
 	GOBIN=$(LOCALBIN) $(GO) install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
 	mv $(LOCALBIN)/kustomize $(KUSTOMIZE)
+
+.PHONY: helm
+helm: ## Build helm v3.22.0 from the Go module proxy (cached per user) into bin/.
+	HELM_VERSION=$(HELM_VERSION) hack/build-helm.sh
 
 .PHONY: kwok
 kwok: ## Build kwok v0.8.0 from the Go module proxy (cached per user) into bin/.

@@ -30,8 +30,9 @@ echo "== envtest suites (real kube-apiserver and etcd from $KUBEBUILDER_ASSETS, 
 go test -count=1 -timeout 30m "${envtest_pkgs[@]}" -ginkgo.no-color
 
 if [ ${#e2e_pkgs[@]} -gt 0 ]; then
-  echo "== end-to-end suite (local control plane, flightctl-sim and manager as processes)"
-  go test -count=1 -timeout 30m "${e2e_pkgs[@]}" -ginkgo.no-color
+  echo "== end-to-end suites: quickstart and Helm chart (local control plane, flightctl-sim and manager as processes)"
+  # -p 1: each package brings up its own control plane; one at a time.
+  go test -count=1 -p 1 -timeout 30m "${e2e_pkgs[@]}" -ginkgo.no-color
 fi
 
 # Faults (5xx, latency, conflicts, an outage, flapping and deleted devices,

@@ -70,6 +70,16 @@ type StackConfig struct {
 	// ManagerArgs are appended to the manager's command line (the bench
 	// passes --pprof-bind-address to profile it).
 	ManagerArgs []string
+	// Install, when set, replaces the step that installs the CRD, RBAC and
+	// the manager's ConfigMap from config/ with kustomize (the Helm e2e
+	// spec installs dist/chart with helm instead). It runs once the
+	// control plane and the simulator are up; InstallTitle narrates it.
+	Install      func(ctx context.Context) error
+	InstallTitle string
+	// ManagerNamespace holds the manager's ServiceAccount, ConfigMap and
+	// Lease (its --namespace and POD_NAMESPACE); empty means
+	// DefaultBindingNamespace, where the kustomize install puts them.
+	ManagerNamespace string
 	// Out receives the narration.
 	Out io.Writer
 }
@@ -119,6 +129,14 @@ type ManagerOptions struct {
 	// a Deployment would run: only the holder of the Lease runs nodes and
 	// writes to Flightctl.
 	LeaderElect bool
+}
+
+// managerNamespace is StackConfig.ManagerNamespace with its default.
+func (s *Stack) managerNamespace() string {
+	if s.cfg.ManagerNamespace != "" {
+		return s.cfg.ManagerNamespace
+	}
+	return DefaultBindingNamespace
 }
 
 // kubeletListenAddress is where the manager's kubelet API listens.
@@ -236,6 +254,13 @@ func (s *Stack) Up(ctx context.Context) error {
 		return err
 	}
 	s.started = true
+	installTitle, install := "Install the CRD, RBAC and the manager's ConfigMap in namespace default", s.install
+	if s.cfg.Install != nil {
+		installTitle, install = s.cfg.InstallTitle, s.cfg.Install
+		if installTitle == "" {
+			installTitle = "Install vk-flightctl"
+		}
+	}
 	for _, step := range []struct {
 		title string
 		fn    func(context.Context) error
@@ -243,7 +268,7 @@ func (s *Stack) Up(ctx context.Context) error {
 		{"Build vk-flightctl-provider and flightctl-sim", s.build},
 		{"Start the Kubernetes control plane (hack/local-cluster.sh)", s.startCluster},
 		{"Start the Flightctl simulator", s.startSim},
-		{"Install the CRD, RBAC and the manager's ConfigMap in namespace default", s.install},
+		{installTitle, install},
 		{"Create the Flightctl credentials Secret", s.createSecret},
 		{"Start the manager", s.startFirstManager},
 		{"Apply the FleetBinding", s.applyBinding},
@@ -380,8 +405,8 @@ func (s *Stack) managerKubeconfig(ctx context.Context) (string, error) {
 		s.printf("    (the manager runs with the cluster-admin kubeconfig: --manager-as-admin)\n")
 		return s.Kubeconfig, nil
 	}
-	s.printf("$ kubectl create token vk-flightctl-provider -n %s --duration=48h   # the manager runs as its ServiceAccount\n", DefaultBindingNamespace)
-	token, err := s.kubectlQuiet(ctx, "", "create", "token", "vk-flightctl-provider", "-n", DefaultBindingNamespace, "--duration=48h")
+	s.printf("$ kubectl create token vk-flightctl-provider -n %s --duration=48h   # the manager runs as its ServiceAccount\n", s.managerNamespace())
+	token, err := s.kubectlQuiet(ctx, "", "create", "token", "vk-flightctl-provider", "-n", s.managerNamespace(), "--duration=48h")
 	if err != nil {
 		return "", err
 	}
@@ -411,7 +436,7 @@ contexts:
     user: vk-flightctl-provider
     namespace: %s
 current-context: vk-flightctl-provider
-`, strings.TrimSpace(server), strings.TrimSpace(ca), strings.TrimSpace(token), DefaultBindingNamespace)
+`, strings.TrimSpace(server), strings.TrimSpace(ca), strings.TrimSpace(token), s.managerNamespace())
 	path := filepath.Join(s.cfg.StateDir, "manager.kubeconfig")
 	return path, os.WriteFile(path, []byte(kc), 0o600)
 }
@@ -474,7 +499,7 @@ func (s *Stack) StartManager(ctx context.Context, o ManagerOptions) (pid int, er
 			// behind TokenReview/SubjectAccessReview (config/manager).
 			"--metrics-secure=false",
 			"--health-probe-bind-address", "127.0.0.1:" + strconv.Itoa(health),
-			"--namespace", DefaultBindingNamespace,
+			"--namespace", s.managerNamespace(),
 			// Port 0: a free port, so several stacks (e2e, bench,
 			// reliability) can run on one machine.
 			"--kubelet-listen-address", s.kubeletListenAddress(),
@@ -485,7 +510,7 @@ func (s *Stack) StartManager(ctx context.Context, o ManagerOptions) (pid int, er
 		}
 		s.printf("$ KUBECONFIG=%s vk-flightctl-provider %s >>%s 2>&1 &\n", s.managerKC, strings.Join(args, " "), logPath)
 		logStart := fileSize(logPath)
-		p, err := s.start(ctx, name, logPath, []string{"KUBECONFIG=" + s.managerKC, "POD_NAMESPACE=" + DefaultBindingNamespace}, s.ManagerBin, args...)
+		p, err := s.start(ctx, name, logPath, []string{"KUBECONFIG=" + s.managerKC, "POD_NAMESPACE=" + s.managerNamespace()}, s.ManagerBin, args...)
 		if err != nil {
 			return 0, err
 		}
@@ -507,6 +532,13 @@ func (s *Stack) StartManager(ctx context.Context, o ManagerOptions) (pid int, er
 		}
 	}
 	return 0, fmt.Errorf("%w\n%s", lastErr, tailFile(logPath, 30))
+}
+
+// StopManager stops the manager process named name ("" is DefaultManager)
+// as a pod's termination would: SIGTERM, so it releases its Lease and
+// shuts its nodes down, then SIGKILL after 15 s.
+func (s *Stack) StopManager(name string) error {
+	return s.stop(managerName(name))
 }
 
 // KillManager sends SIGKILL to the manager process named name ("" is
