@@ -75,7 +75,7 @@ func TestSetConditions(t *testing.T) {
 			vkv1.ConditionDegraded:         {"True", vkv1.ReasonDevicesDisconnected},
 		},
 	}, {
-		name:  "insecure TLS is reported as degraded",
+		name: "insecure TLS is reported as degraded",
 		scope: scope{conn: &connection.Resolved{URL: conn.URL, Insecure: true}, nodesEnabled: true, report: nodeapi.Report{Running: true,
 			Inventory: &nodeapi.Inventory{Summary: vkv1.DeviceSummary{Total: 1, Online: 1}}}},
 		want: map[string]want{
