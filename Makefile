@@ -13,6 +13,11 @@ HELM               ?= $(LOCALBIN)/helm
 # image tag it defaults to) are this. Bump it here, then make helm-chart.
 VERSION            ?= 0.1.0
 GO                 ?= go
+GOLANGCI_LINT_VERSION ?= v2.15.0
+GOLANGCI_LINT      ?= $(LOCALBIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
+# Image the Deployment runs; docker-build/docker-push/deploy use it.
+IMG                ?= vk-flightctl-provider:$(VERSION)
+CONTAINER_TOOL     ?= docker
 # Tests that need a real API server get the binaries hack/ builds.
 export KUBEBUILDER_ASSETS ?= $(K8S_BIN_DIR)
 
@@ -61,12 +66,20 @@ verify-generated: kustomize ## Fail when generated files (CRD, RBAC, quickstart 
 fmt: ## Run gofmt on the code.
 	gofmt -w $$(git ls-files '*.go')
 
+.PHONY: lint
+lint: golangci-lint ## Run golangci-lint with .golangci.yml (part of make test; it must report nothing).
+	$(GOLANGCI_LINT) run ./...
+
+.PHONY: lint-fix
+lint-fix: golangci-lint ## Run golangci-lint and apply the fixes it can make.
+	$(GOLANGCI_LINT) run --fix ./...
+
 .PHONY: vet
 vet: ## Run go vet.
 	$(GO) vet ./...
 
 .PHONY: test
-test: verify-generated vet helm-lint k8s-binaries-all kwok ## Run every test: chart lint, unit, contract, fuzz, envtest, end-to-end (quickstart and Helm), reliability and bench in quick mode (what CI runs).
+test: verify-generated vet lint helm-lint k8s-binaries-all kwok ## Run every test: lint, chart lint, unit, contract, fuzz, envtest, end-to-end (quickstart and Helm), reliability and bench in quick mode (what CI runs).
 	hack/run-tests.sh
 
 .PHONY: test-unit
@@ -131,11 +144,29 @@ run: build ## Run the manager against the cluster in KUBECONFIG (install the CRD
 sim: build ## Run the Flightctl simulator on 127.0.0.1:3443 with its built-in fleet (token: sim-token).
 	$(LOCALBIN)/flightctl-sim --listen 127.0.0.1:3443 --token sim-token
 
+.PHONY: docker-build
+docker-build: ## Build the manager image IMG with CONTAINER_TOOL (docker or podman; none is needed for anything else).
+	$(CONTAINER_TOOL) build -t $(IMG) .
+
+.PHONY: docker-push
+docker-push: ## Push the manager image IMG.
+	$(CONTAINER_TOOL) push $(IMG)
+
 ##@ Deployment
 
 .PHONY: install
 install: manifests ## Install the CRD into the cluster in KUBECONFIG.
 	kubectl apply -f config/crd/bases
+
+.PHONY: deploy
+deploy: kustomize ## Deploy the manager (config/default, namespace vk-flightctl-system) with image IMG to the cluster in KUBECONFIG.
+	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && cp -r config "$$tmp/" && \
+	  (cd "$$tmp/config/default" && $(KUSTOMIZE) edit set image vk-flightctl-provider=$(IMG)) && \
+	  $(KUSTOMIZE) build "$$tmp/config/default" | kubectl apply -f -
+
+.PHONY: undeploy
+undeploy: kustomize ## Remove what make deploy applied (the CRD and its FleetBindings too).
+	$(KUSTOMIZE) build config/default | kubectl delete --ignore-not-found -f -
 
 .PHONY: uninstall
 uninstall: ## Remove the CRD from the cluster in KUBECONFIG.
@@ -156,6 +187,13 @@ $(KUSTOMIZE):
 	@mkdir -p $(LOCALBIN)
 	GOBIN=$(LOCALBIN) $(GO) install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
 	mv $(LOCALBIN)/kustomize $(KUSTOMIZE)
+
+.PHONY: golangci-lint
+golangci-lint: $(GOLANGCI_LINT) ## Install golangci-lint into bin/ (built from the Go module proxy).
+$(GOLANGCI_LINT):
+	@mkdir -p $(LOCALBIN)
+	GOBIN=$(LOCALBIN) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
+	mv $(LOCALBIN)/golangci-lint $(GOLANGCI_LINT)
 
 .PHONY: helm
 helm: ## Build helm v3.22.0 from the Go module proxy (cached per user) into bin/.

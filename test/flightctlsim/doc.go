@@ -9,7 +9,7 @@
 // server, so it copies the real server's wire format, including its error
 // messages, status codes, resourceVersion/generation movement, paging tokens
 // and ownership rules, as recorded in the transcripts under
-// testdata/transcripts (taken from a real v1.2.0 server).
+// provider/flightctl/testdata/transcripts (taken from a real v1.2.0 server).
 //
 // # Timing model
 //
