@@ -252,9 +252,6 @@ type FleetBindingList struct {
 	Items []FleetBinding `json:"items"`
 }
 
-func init() {
-	SchemeBuilder.Register(&FleetBinding{}, &FleetBindingList{})
-}
 
 // EffectiveNodeName is the node name this binding registers.
 func (b *FleetBinding) EffectiveNodeName() string {

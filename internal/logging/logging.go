@@ -34,7 +34,7 @@ func New(o Options) (logr.Logger, *zap.Logger) {
 	encCfg.TimeKey = "ts"
 	encCfg.EncodeTime = zapcore.RFC3339NanoTimeEncoder
 	encCfg.EncodeDuration = zapcore.StringDurationEncoder
-	var enc zapcore.Encoder = zapcore.NewJSONEncoder(encCfg)
+	enc := zapcore.NewJSONEncoder(encCfg)
 	if o.Development {
 		enc = zapcore.NewConsoleEncoder(zap.NewDevelopmentEncoderConfig())
 	}

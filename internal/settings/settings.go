@@ -99,10 +99,7 @@ func Parse(data map[string]string) (Defaults, error) {
 
 // For resolves a binding's effective settings.
 func For(b *vkv1.FleetBinding, d Defaults) Effective {
-	e := Effective{
-		ReconnectTimeout:   d.ReconnectTimeout,
-		StatusPollInterval: d.StatusPollInterval,
-	}
+	e := Effective(d)
 	if b.Spec.ReconnectTimeout != nil {
 		e.ReconnectTimeout = b.Spec.ReconnectTimeout.Duration
 	}

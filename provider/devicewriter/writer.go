@@ -10,7 +10,6 @@ package devicewriter
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -250,7 +249,7 @@ func (w *Writer) write(ctx context.Context, device string, batch []*pending) (Re
 			return false, fmt.Errorf("writing device %s: %w", device, err)
 		}
 	})
-	if errors.Is(err, wait.ErrWaitTimeout) || wait.Interrupted(err) {
+	if wait.Interrupted(err) {
 		err = fmt.Errorf("writing device %s: still conflicting after %d attempts", device, attempt)
 	}
 	return res, err

@@ -369,7 +369,7 @@ func (c *Client) decode(r request, resp *response, out typed, wantKind string) e
 		return fmt.Errorf("%s: %w: empty body with status %d", where, errDecode, resp.code)
 	}
 	if err := json.Unmarshal(resp.body, out); err != nil {
-		return fmt.Errorf("%s: %w (%s, status %d): %v; body starts: %s", where, errDecode,
+		return fmt.Errorf("%s: %w (%s, status %d): %w; body starts: %s", where, errDecode,
 			resp.header.Get("Content-Type"), resp.code, err, c.scrubString(truncate(string(resp.body), 200)))
 	}
 	av, kind := out.typeMeta()

@@ -60,8 +60,8 @@ func (o ListOptions) pageSize() int {
 	return o.Limit
 }
 
-// ErrStopIteration, returned by the callback of a ForEach helper, ends the
-// walk early; the helper then returns nil. It saves fetching further pages
+// ErrStopIteration ends the walk of a ForEach helper early when its
+// callback returns it; the helper then returns nil. It saves fetching further pages
 // once the caller has what it needs.
 var ErrStopIteration = errors.New("flightctl: stop iteration")
 
@@ -91,6 +91,23 @@ func forEachPage(ctx context.Context, opts ListOptions, list func(ListOptions) (
 	}
 }
 
+// forEachItem walks every page of a listing (see forEachPage) and calls fn
+// for each item; an error from fn stops the walk.
+func forEachItem[T any](ctx context.Context, opts ListOptions, list func(ListOptions) (items []T, next string, err error), fn func(*T) error) error {
+	return forEachPage(ctx, opts, func(o ListOptions) (string, error) {
+		items, next, err := list(o)
+		if err != nil {
+			return "", err
+		}
+		for i := range items {
+			if err := fn(&items[i]); err != nil {
+				return "", err
+			}
+		}
+		return next, nil
+	})
+}
+
 // ListDevices returns one page of devices, ordered by name. Use
 // ForEachDevice or ListAllDevices to walk every page.
 func (c *Client) ListDevices(ctx context.Context, opts ListOptions) (*DeviceList, error) {
@@ -109,18 +126,13 @@ func (c *Client) ListDevices(ctx context.Context, opts ListOptions) (*DeviceList
 // Pages are independent reads, so a device renamed or deleted mid-walk may
 // be missed or seen twice.
 func (c *Client) ForEachDevice(ctx context.Context, opts ListOptions, fn func(*Device) error) error {
-	return forEachPage(ctx, opts, func(o ListOptions) (string, error) {
+	return forEachItem(ctx, opts, func(o ListOptions) ([]Device, string, error) {
 		page, err := c.ListDevices(ctx, o)
 		if err != nil {
-			return "", err
+			return nil, "", err
 		}
-		for i := range page.Items {
-			if err := fn(&page.Items[i]); err != nil {
-				return "", err
-			}
-		}
-		return page.Metadata.Continue, nil
-	})
+		return page.Items, page.Metadata.Continue, nil
+	}, fn)
 }
 
 // ListAllDevices collects every device matching opts (see ForEachDevice).

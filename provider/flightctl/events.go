@@ -33,16 +33,11 @@ func (c *Client) ListEvents(ctx context.Context, opts ListOptions) (*EventList, 
 // following metadata.continue with a bounded page size. A poller returns
 // ErrStopIteration from fn at the first event it has already seen.
 func (c *Client) ForEachEvent(ctx context.Context, opts ListOptions, fn func(*Event) error) error {
-	return forEachPage(ctx, opts, func(o ListOptions) (string, error) {
+	return forEachItem(ctx, opts, func(o ListOptions) ([]Event, string, error) {
 		page, err := c.ListEvents(ctx, o)
 		if err != nil {
-			return "", err
+			return nil, "", err
 		}
-		for i := range page.Items {
-			if err := fn(&page.Items[i]); err != nil {
-				return "", err
-			}
-		}
-		return page.Metadata.Continue, nil
-	})
+		return page.Items, page.Metadata.Continue, nil
+	}, fn)
 }

@@ -30,18 +30,13 @@ func (c *Client) ListFleets(ctx context.Context, opts FleetListOptions) (*FleetL
 // ForEachFleet calls fn for every fleet matching opts, following
 // metadata.continue with a bounded page size (see ForEachDevice).
 func (c *Client) ForEachFleet(ctx context.Context, opts FleetListOptions, fn func(*Fleet) error) error {
-	return forEachPage(ctx, opts.ListOptions, func(o ListOptions) (string, error) {
+	return forEachItem(ctx, opts.ListOptions, func(o ListOptions) ([]Fleet, string, error) {
 		page, err := c.ListFleets(ctx, FleetListOptions{ListOptions: o, AddDevicesSummary: opts.AddDevicesSummary})
 		if err != nil {
-			return "", err
+			return nil, "", err
 		}
-		for i := range page.Items {
-			if err := fn(&page.Items[i]); err != nil {
-				return "", err
-			}
-		}
-		return page.Metadata.Continue, nil
-	})
+		return page.Items, page.Metadata.Continue, nil
+	}, fn)
 }
 
 // GetFleet reads one fleet.

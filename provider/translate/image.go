@@ -40,7 +40,7 @@ func NormalizeImage(ref string) (string, error) {
 		name, tag = name[:i], name[i+1:]
 	}
 	first, rest, hasSlash := strings.Cut(name, "/")
-	if !hasSlash || !(strings.ContainsAny(first, ".:") || first == "localhost") {
+	if !hasSlash || (!strings.ContainsAny(first, ".:") && first != "localhost") {
 		if !hasSlash {
 			name = "library/" + name
 		}

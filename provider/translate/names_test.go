@@ -57,7 +57,7 @@ func TestAppNameDistinguishesPodsThatLookAlike(t *testing.T) {
 	if AppName(podMeta("ns", "web", "1")) == AppName(podMeta("ns", "web", "2")) {
 		t.Fatal("re-created pod reuses the application name")
 	}
-	if AppName(podMeta("ns", "web", "1")) != AppName(podMeta("ns", "web", "1")) {
+	if first, again := AppName(podMeta("ns", "web", "1")), AppName(podMeta("ns", "web", "1")); first != again {
 		t.Fatal("AppName is not deterministic")
 	}
 }

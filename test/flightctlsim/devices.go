@@ -92,7 +92,7 @@ func (s *Sim) createDevice(name string, lbls map[string]string, spec []byte, spe
 // one write, an event naming what changed, and the worker if needed.
 func (s *Sim) updateDevice(d *device, lbls map[string]string, spec []byte, specObj map[string]any, by actor) {
 	var fields []string
-	if !maps.Equal(d.labels, lbls) && !(len(d.labels) == 0 && len(lbls) == 0) {
+	if !maps.Equal(d.labels, lbls) && (len(d.labels) != 0 || len(lbls) != 0) {
 		d.labels = maps.Clone(lbls)
 		fields = append(fields, "labels")
 	}

@@ -3,6 +3,7 @@ package flightctlsim
 import (
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"strconv"
@@ -73,7 +74,7 @@ func parseListParams(q url.Values) (listParams, string) {
 
 // numErr unwraps strconv's error to its reason ("invalid syntax").
 func numErr(err error) error {
-	if ne, ok := err.(*strconv.NumError); ok {
+	if ne, ok := errors.AsType[*strconv.NumError](err); ok {
 		return ne.Err
 	}
 	return err
