@@ -252,7 +252,6 @@ type FleetBindingList struct {
 	Items []FleetBinding `json:"items"`
 }
 
-
 // EffectiveNodeName is the node name this binding registers.
 func (b *FleetBinding) EffectiveNodeName() string {
 	if b.Spec.NodeName != "" {
