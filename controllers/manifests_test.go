@@ -3,6 +3,7 @@ package controllers_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -25,7 +26,7 @@ func readObjects(path string) []*unstructured.Unstructured {
 	var out []*unstructured.Unstructured
 	for {
 		u := &unstructured.Unstructured{}
-		if err := dec.Decode(&u.Object); err == io.EOF {
+		if err := dec.Decode(&u.Object); errors.Is(err, io.EOF) {
 			break
 		} else {
 			Expect(err).NotTo(HaveOccurred())
@@ -44,7 +45,7 @@ var _ = Describe("Manifests", func() {
 		seen := map[string]bool{}
 		for _, file := range []string{"rbac.yaml", "deployment.yaml"} {
 			for _, u := range readObjects(filepath.Join("..", "config", file)) {
-				err := k8sClient.Patch(ctx, u, client.Apply, client.FieldOwner("manifest-test"), client.ForceOwnership, client.DryRunAll)
+				err := k8sClient.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner("manifest-test"), client.ForceOwnership, client.DryRunAll)
 				Expect(err).NotTo(HaveOccurred(), "%s: %s %s", file, u.GetKind(), u.GetName())
 				seen[u.GetKind()+"/"+u.GetName()] = true
 			}

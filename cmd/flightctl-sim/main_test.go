@@ -103,7 +103,7 @@ func TestServeAndControl(t *testing.T) {
 	pool.AppendCertsFromPEM(pem)
 	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
 	defer tr.CloseIdleConnections()
-	req, _ := http.NewRequest("GET", url+"/api/v1/devices?labelSelector=fleet%3Dedge-fleet-1", nil)
+	req, _ := http.NewRequest(http.MethodGet, url+"/api/v1/devices?labelSelector=fleet%3Dedge-fleet-1", nil)
 	req.Header.Set("Authorization", "Bearer tok")
 	resp, err := (&http.Client{Transport: tr}).Do(req)
 	if err != nil {

@@ -289,7 +289,7 @@ func TestAPIErrorFromOddBodies(t *testing.T) {
 				t.Fatalf("not an APIError: %v", err)
 			}
 			if ae.Code != tc.code || ae.NotStatus != tc.notStatus || ae.RequestID != "req-1" || ae.Operation != OpGetDevice ||
-				ae.Method != "GET" || ae.Path != "/api/v1/devices/d" {
+				ae.Method != http.MethodGet || ae.Path != "/api/v1/devices/d" {
 				t.Errorf("APIError %+v", ae)
 			}
 			if !strings.Contains(ae.Message, tc.msg) || len(ae.Message) > 700 {

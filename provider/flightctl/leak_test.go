@@ -48,7 +48,7 @@ func TestTokenNeverLeaks(t *testing.T) {
 			writeStatus(w, 400, "bad token "+auth)
 		case "/api/v1/devices/html-echo":
 			w.Header().Set("Content-Type", "text/html")
-			w.WriteHeader(502)
+			w.WriteHeader(http.StatusBadGateway)
 			fmt.Fprintf(w, "<html><body>proxy error, you sent %s</body></html>", auth)
 		case "/api/v1/devices/ok-garbage":
 			w.Header().Set("Content-Type", "text/plain")

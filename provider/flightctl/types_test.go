@@ -73,7 +73,9 @@ func valueAt(doc any, path string) any {
 		cur = m[name]
 		for hasIdx {
 			var i int
-			fmt.Sscanf(idx, "%d]", &i)
+			if _, err := fmt.Sscanf(idx, "%d]", &i); err != nil {
+				return nil // not an index: the path names nothing
+			}
 			a, ok := cur.([]any)
 			if !ok || i >= len(a) {
 				return nil

@@ -595,7 +595,9 @@ func TestRebuild(t *testing.T) {
 		t.Fatalf("got %d assignments, want 3: %+v", len(as), as)
 	}
 	l := NewLedger()
-	l.Reserve("stale", device("device-9", "1", "1Gi"), nil)
+	if err := l.Reserve("stale", device("device-9", "1", "1Gi"), nil); err != nil {
+		t.Fatal(err)
+	}
 	// Rebuild replaces everything, and a repeated key keeps its last hold.
 	l.Rebuild(append(as, Assignment{PodKey: "c", Device: "device-2", Requests: rl("2", "1Gi")}, Assignment{PodKey: "x"}))
 

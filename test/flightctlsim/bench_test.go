@@ -84,7 +84,7 @@ func fetchPage(tb testing.TB, hc *http.Client, s *Sim, cont string) (int, string
 	if cont != "" {
 		u += "&continue=" + url.QueryEscape(cont)
 	}
-	req, _ := http.NewRequest("GET", u, nil)
+	req, _ := http.NewRequest(http.MethodGet, u, nil)
 	req.Header.Set("Authorization", "Bearer "+s.Token())
 	resp, err := hc.Do(req)
 	if err != nil {
@@ -92,7 +92,7 @@ func fetchPage(tb testing.TB, hc *http.Client, s *Sim, cont string) (int, string
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != 200 {
+	if err != nil || resp.StatusCode != http.StatusOK {
 		tb.Fatalf("%d %v", resp.StatusCode, err)
 	}
 	var page struct {

@@ -84,7 +84,7 @@ func TestFaults(t *testing.T) {
 		if err := s.SetFaults(Faults{Unreachable: true}); err != nil {
 			t.Fatal(err)
 		}
-		req, _ := http.NewRequest("GET", s.URL()+"/api/v1/devices", nil)
+		req, _ := http.NewRequest(http.MethodGet, s.URL()+"/api/v1/devices", nil)
 		req.Header.Set("Authorization", "Bearer "+s.Token())
 		resp, err := c.hc.Do(req)
 		if err == nil {

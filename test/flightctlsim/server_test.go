@@ -159,7 +159,7 @@ func TestTLS(t *testing.T) {
 		t.Errorf("with CA: %d", r.code)
 	}
 	// HTTP/2 is offered, and the Unreachable fault also works on it.
-	req, _ := http.NewRequest("GET", s.URL()+"/api/v1/devices", nil)
+	req, _ := http.NewRequest(http.MethodGet, s.URL()+"/api/v1/devices", nil)
 	req.Header.Set("Authorization", "Bearer "+s.Token())
 	resp, err := c.hc.Do(req)
 	if err != nil {
@@ -182,7 +182,11 @@ func TestTLS(t *testing.T) {
 	// Without the CA the server is not trusted.
 	tr := &http.Transport{TLSClientConfig: &tls.Config{MinVersion: tls.VersionTLS12}}
 	defer tr.CloseIdleConnections()
-	if _, err := (&http.Client{Transport: tr}).Get(s.URL() + "/api/v1/devices"); err == nil || !strings.Contains(err.Error(), "certificate") {
+	resp, err = (&http.Client{Transport: tr}).Get(s.URL() + "/api/v1/devices")
+	if err == nil {
+		_ = resp.Body.Close()
+	}
+	if err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Errorf("untrusted CA accepted: %v", err)
 	}
 	// localhost is in the certificate too.
@@ -196,7 +200,7 @@ func TestTLS(t *testing.T) {
 		t.Fatalf("localhost: %v", err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode != 400 {
+	if resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("localhost without token: %d", resp.StatusCode)
 	}
 }
