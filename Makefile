@@ -99,6 +99,14 @@ BENCH_PPROF ?=
 bench: k8s-binaries-all kwok ## vk-flightctl vs KWOK: start latency (x3, medians), rolling update, disconnect, 10k pods/1k devices (BENCH_QUICK=1: small sizes; BENCH_PPROF=1: manager CPU profile). See bench/README.md.
 	BENCH_QUICK=$(BENCH_QUICK) BENCH_PPROF=$(BENCH_PPROF) $(GO) run ./bench/cmd/vkbench
 
+.PHONY: real-flightctl-up
+real-flightctl-up: ## Start a real Flightctl v1.2.0 on 127.0.0.1 (PostgreSQL, Redis, API, worker, periodic, test OIDC issuer); then eval the output of hack/real-flightctl.sh env.
+	hack/real-flightctl.sh up
+
+.PHONY: real-flightctl-down
+real-flightctl-down: ## Stop the real Flightctl started by real-flightctl-up (state stays in .local/real-flightctl).
+	hack/real-flightctl.sh down
+
 ##@ Build
 
 .PHONY: build
@@ -143,6 +151,10 @@ $(KUSTOMIZE):
 .PHONY: kwok
 kwok: ## Build kwok v0.8.0 from the Go module proxy (cached per user) into bin/.
 	hack/build-kwok.sh
+
+.PHONY: flightctl-binaries
+flightctl-binaries: ## Build flightctl-api/-worker/-periodic/-db-migrate/-agent and the flightctl CLI v1.2.0 from the Go module proxy (cached per user).
+	hack/build-flightctl.sh
 
 .PHONY: k8s-binaries
 k8s-binaries: ## Build etcd and kube-apiserver from the Go module proxy (cached per user).
