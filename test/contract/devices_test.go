@@ -12,7 +12,9 @@ import (
 )
 
 // testCreateGetDeleteDevice covers POST (201, the created object back),
-// GET, the duplicate-name conflict and DELETE with its 404 afterwards.
+// GET, the duplicate-name conflict and DELETE with its 404 afterwards. A
+// second DELETE succeeds: Flightctl v1.2.0 deletes idempotently (200
+// Status Success for a missing device).
 func testCreateGetDeleteDevice(t *testing.T, tg Target) {
 	f := newFixture(t, tg)
 	c, rec := f.recordingClient()
@@ -66,15 +68,19 @@ func testCreateGetDeleteDevice(t *testing.T, tg Target) {
 		expectAPIError(t, tg, err, apiErr{code: http.StatusConflict, is: []class{conflict, alreadyExists}, msg: "already exists"})
 	})
 
-	t.Run("delete then 404", func(t *testing.T) {
+	t.Run("delete then 404, delete again 200", func(t *testing.T) {
 		ctx := f.at(t).ctx()
 		if err := c.DeleteDevice(ctx, name); err != nil {
 			t.Fatalf("DeleteDevice: %v", err)
 		}
 		_, err := c.GetDevice(ctx, name)
 		expectAPIError(t, tg, err, apiErr{code: http.StatusNotFound, is: []class{notFound}, msg: "not found"})
-		err = c.DeleteDevice(ctx, name)
-		expectAPIError(t, tg, err, apiErr{code: http.StatusNotFound, is: []class{notFound}, msg: "not found"})
+		if err := c.DeleteDevice(ctx, name); err != nil {
+			t.Errorf("second DeleteDevice: %v, want success (v1.2.0 deletes idempotently)", err)
+		}
+		if got := rec.last(); got.method != http.MethodDelete || got.code != http.StatusOK {
+			t.Errorf("second delete answered %+v, want DELETE 200", got)
+		}
 	})
 }
 
@@ -437,6 +443,7 @@ func testDeviceStatus(t *testing.T, tg Target) {
 
 	t.Run("replace status", func(t *testing.T) {
 		f := f.at(t)
+		f.settleDevice(name)
 		d, err := f.c.GetDeviceStatus(f.ctx(), name)
 		if err != nil {
 			t.Fatal(err)
