@@ -50,7 +50,8 @@ var contractCases = []contractCase{
 	{name: "PatchDevice", run: testPatchDevice},
 	{name: "DeviceStatus", run: testDeviceStatus},
 	{name: "GetLastSeen", run: testGetLastSeen},
-	{name: "GetLastSeenReportingDevice", needs: needSim, run: testGetLastSeenReporting},
+	{name: "GetLastSeenReportingDevice", run: testGetLastSeenReporting},
+	{name: "AgentAppliesSpec", run: testAgentAppliesSpec},
 
 	// Lists.
 	{name: "ListDevicesSelectors", run: testListDevicesSelectors},
