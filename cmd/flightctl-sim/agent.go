@@ -49,7 +49,7 @@ func agent(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.DurationVar(&f.heartbeat, "heartbeat", 20*time.Second, "status report interval of an idle agent")
 	fs.StringVar(&f.stateDir, "state-dir", "", "keep device keys and certificates here, so a restart resumes the same devices")
 	fs.StringVar(&f.control, "control", "", "loopback address for the control API (disconnect/reconnect/status), e.g. 127.0.0.1:0")
-	fs.StringVar(&f.controlToken, "control-token", "", "bearer token of the control API (default: the user API token)")
+	fs.StringVar(&f.controlToken, "control-token", "", "bearer token of the control API (default $FLIGHTCTL_SIM_CONTROL_TOKEN, else the user API token)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
@@ -96,6 +96,9 @@ func agent(ctx context.Context, args []string, stderr io.Writer) error {
 	attrs := []any{"server", f.server, "devices", agents.Names(), "took", time.Since(start).Round(time.Millisecond).String()}
 	if ln != nil {
 		tok := f.controlToken
+		if tok == "" {
+			tok = os.Getenv("FLIGHTCTL_SIM_CONTROL_TOKEN")
+		}
 		if tok == "" {
 			tok = f.token
 		}

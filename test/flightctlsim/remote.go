@@ -191,7 +191,40 @@ func StartRemoteAgents(ctx context.Context, opts RemoteOptions) (*RemoteAgents, 
 		r.Close()
 		return nil, errors.Join(all...)
 	}
+	if err := r.waitSeen(ctx); err != nil {
+		r.Close()
+		return nil, err
+	}
 	return r, nil
+}
+
+// waitSeen waits until the server has a lastSeen for every device.
+// Flightctl v1.2.0 records agent contacts in memory and saves them every
+// 15 s; until the first save a device has no lastSeen, and a spec write
+// in that window makes the worker's render declare it disconnected
+// ("last seen more than 5 minutes ago") until the agent reports again. A
+// test must not start before its devices are seen.
+func (r *RemoteAgents) waitSeen(ctx context.Context) error {
+	deadline := time.Now().Add(45 * time.Second)
+	for _, name := range r.Names() {
+		for {
+			code, raw, err := r.userCall(ctx, http.MethodGet, "/api/v1/devices/"+name+"/lastseen", nil)
+			if err == nil && code == http.StatusOK {
+				break
+			}
+			if err != nil || (code != http.StatusNoContent && code != http.StatusOK) {
+				return callErr("reading the lastSeen of "+name, code, raw, err)
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("the server has no lastSeen for %s 45 s after it enrolled", name)
+			}
+			if err := sleepCtx(ctx, 500*time.Millisecond); err != nil {
+				return err
+			}
+		}
+	}
+	r.log.Info("every device is seen by the server", "devices", len(r.agents))
+	return nil
 }
 
 // Names lists the devices, sorted.
