@@ -21,9 +21,9 @@ import (
 // agentFlags are the options of the agent command.
 type agentFlags struct {
 	server, token, ca, agentEndpoint, config, prefix, labels, memory, ip string
-	agentDelay, stateDir, control, controlToken, logLevel                 string
-	count, cpu                                                            int
-	heartbeat                                                             time.Duration
+	agentDelay, stateDir, control, controlToken, logLevel                string
+	count, cpu                                                           int
+	heartbeat                                                            time.Duration
 }
 
 // agent runs fake devices against a real Flightctl: each one enrols and
