@@ -76,13 +76,19 @@ cluster-down: ## Stop the local control plane and delete .local/cluster.
 cluster-status: ## Show the local control plane's health.
 	hack/local-cluster.sh status
 
+FLIGHTCTL ?= sim
+
 .PHONY: demo
-demo: k8s-binaries-all ## Run the product end to end: local control plane, Flightctl simulator, manager, the six quickstart scenarios (left running).
-	hack/demo.sh
+demo: k8s-binaries-all ## Run the product end to end: local control plane, Flightctl simulator (FLIGHTCTL=real: a real Flightctl v1.2.0 with fake devices), manager, the six quickstart scenarios (left running).
+	hack/demo.sh --flightctl $(FLIGHTCTL)
 
 .PHONY: demo-down
 demo-down: ## Stop everything make demo started.
 	hack/demo-down.sh
+
+.PHONY: test-real
+test-real: k8s-binaries-all ## Contract suite and quickstart scenarios against a real Flightctl v1.2.0 on 127.0.0.1 with fake devices (part of make test; REAL_SCENARIO5=1 adds scenario 5, +10-15 min).
+	hack/test-real.sh
 
 .PHONY: test-e2e
 test-e2e: k8s-binaries-all ## Run the end-to-end suite (real local control plane, manager and simulator as processes).
