@@ -58,6 +58,7 @@ var contractCases = []contractCase{
 	{name: "GetLastSeen", run: testGetLastSeen},
 	{name: "GetLastSeenReportingDevice", run: testGetLastSeenReporting},
 	{name: "AgentAppliesSpec", run: testAgentAppliesSpec},
+	{name: "AgentlessStatusAfterSpecWrite", run: testAgentlessStatusAfterSpecWrite},
 
 	// Lists.
 	{name: "ListDevicesSelectors", run: testListDevicesSelectors},

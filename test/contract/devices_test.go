@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -681,4 +682,46 @@ func lastSeenLag(tg Target) time.Duration {
 		return 300 * time.Millisecond
 	}
 	return 15 * time.Second
+}
+
+// testAgentlessStatusAfterSpecWrite covers a device whose status comes
+// only through the user API (no agent contact, so no lastSeen): Flightctl
+// v1.2.0's worker declares it disconnected when it renders the next spec
+// write (summary Unknown, "Device is disconnected (last seen more than 5
+// minutes ago)."). The simulator reaches the same state through its
+// disconnect detection (200 ms in this suite; on a real server only
+// lastSeen counts, and the render checks it at once). Either way a
+// client must not read a user-API status report as a connected agent.
+func testAgentlessStatusAfterSpecWrite(t *testing.T, tg Target) {
+	f := newFixture(t, tg)
+	c := f.c
+	name := f.name("noagent")
+	f.createDevice(name, specOf())
+	f.settleDevice(name)
+	d, err := c.GetDeviceStatus(f.ctx(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := *d.Status
+	st.Summary = flightctl.StatusWithInfo{Status: flightctl.DeviceSummaryOnline}
+	st.Resources = flightctl.DeviceResourceStatus{CPU: "Healthy", Disk: "Healthy", Memory: "Healthy"}
+	d.Status = &st
+	out, err := c.ReplaceDeviceStatus(f.ctx(), d)
+	if err != nil {
+		t.Fatalf("ReplaceDeviceStatus: %v", err)
+	}
+	if got := out.Status.Summary.Status; got != flightctl.DeviceSummaryOnline {
+		t.Fatalf("summary after the status PUT = %q, want Online", got)
+	}
+	if _, _, err := f.readModifyWrite(c, name, 10, func(d *flightctl.Device) { d.Spec = specOf(quadletApp("noagent", testImage)) }); err != nil {
+		t.Fatalf("spec write: %v", err)
+	}
+	f.eventually(15*time.Second, "the agent-less device is declared disconnected", func() (bool, string) {
+		got, err := c.GetDevice(f.ctx(), name)
+		if err != nil {
+			return false, err.Error()
+		}
+		s := got.Status.Summary
+		return s.Status == flightctl.DeviceSummaryUnknown && strings.Contains(s.Info, "disconnected"), "summary " + s.Status + ": " + s.Info
+	})
 }
