@@ -102,13 +102,19 @@ cluster-down: ## Stop the local control plane and delete .local/cluster.
 cluster-status: ## Show the local control plane's health.
 	hack/local-cluster.sh status
 
+FLIGHTCTL ?= sim
+
 .PHONY: demo
-demo: k8s-binaries-all ## Run the product end to end: local control plane, Flightctl simulator, manager, the six quickstart scenarios (left running).
-	hack/demo.sh
+demo: k8s-binaries-all ## Run the product end to end: local control plane, Flightctl simulator (FLIGHTCTL=real: a real Flightctl v1.2.0 with fake devices), manager, the six quickstart scenarios (left running).
+	hack/demo.sh --flightctl $(FLIGHTCTL)
 
 .PHONY: demo-down
 demo-down: ## Stop everything make demo started.
 	hack/demo-down.sh
+
+.PHONY: test-real
+test-real: k8s-binaries-all ## Contract suite and quickstart scenarios against a real Flightctl v1.2.0 on 127.0.0.1 with fake devices (part of make test; REAL_SCENARIO5=1 adds scenario 5, +10-15 min).
+	hack/test-real.sh
 
 .PHONY: test-e2e
 test-e2e: k8s-binaries-all helm ## Run the end-to-end suites, quickstart and Helm chart (real local control plane, manager and simulator as processes; one package at a time).
@@ -128,6 +134,14 @@ BENCH_PPROF ?=
 .PHONY: bench
 bench: k8s-binaries-all kwok ## vk-flightctl vs KWOK: start latency (x3, medians), rolling update, disconnect, 10k pods/1k devices (BENCH_QUICK=1: small sizes; BENCH_PPROF=1: manager CPU profile). See bench/README.md.
 	BENCH_QUICK=$(BENCH_QUICK) BENCH_PPROF=$(BENCH_PPROF) $(GO) run ./bench/cmd/vkbench
+
+.PHONY: real-flightctl-up
+real-flightctl-up: ## Start a real Flightctl v1.2.0 on 127.0.0.1 (PostgreSQL, Redis, API, worker, periodic, test OIDC issuer); then eval the output of hack/real-flightctl.sh env.
+	hack/real-flightctl.sh up
+
+.PHONY: real-flightctl-down
+real-flightctl-down: ## Stop the real Flightctl started by real-flightctl-up (state stays in .local/real-flightctl).
+	hack/real-flightctl.sh down
 
 ##@ Build
 
@@ -202,6 +216,10 @@ helm: ## Build helm v3.22.0 from the Go module proxy (cached per user) into bin/
 .PHONY: kwok
 kwok: ## Build kwok v0.8.0 from the Go module proxy (cached per user) into bin/.
 	hack/build-kwok.sh
+
+.PHONY: flightctl-binaries
+flightctl-binaries: ## Build flightctl-api/-worker/-periodic/-db-migrate/-agent and the flightctl CLI v1.2.0 from the Go module proxy (cached per user).
+	hack/build-flightctl.sh
 
 .PHONY: k8s-binaries
 k8s-binaries: ## Build etcd and kube-apiserver from the Go module proxy (cached per user).

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # make demo-down: stop what `make demo` started: the manager and the
-# Flightctl simulator (pid files in .local/demo), then the local control
-# plane (hack/local-cluster.sh down), and remove .local/demo.
+# Flightctl simulator or the fake devices (pid files in .local/demo), then
+# the local control plane (hack/local-cluster.sh down) and, after
+# `make demo FLIGHTCTL=real`, the real Flightctl (hack/real-flightctl.sh
+# down), and remove .local/demo.
 #
 # Usage: hack/demo-down.sh [--quiet]
 set -euo pipefail
@@ -54,6 +56,14 @@ if [ -n "$QUIET" ]; then
   fi
 else
   "$ROOT/hack/local-cluster.sh" down
+fi
+# make demo FLIGHTCTL=real started the real Flightctl; stop it too.
+if [ -f "$STATE/real-flightctl" ]; then
+  if [ -n "$QUIET" ]; then
+    if ! out="$("$ROOT/hack/real-flightctl.sh" down 2>&1)"; then printf '%s\n' "$out" >&2; exit 1; fi
+  else
+    "$ROOT/hack/real-flightctl.sh" down
+  fi
 fi
 rm -rf "$STATE"
 say "demo stopped"

@@ -3,7 +3,7 @@
 # vk-flightctl manager, then the six scenarios of docs/quickstart.md run
 # with kubectl. Everything stays up afterwards; `make demo-down` stops it.
 #
-# Usage: hack/demo.sh [--reconnect-timeout 20s] [--status-poll-interval 2s]
+# Usage: hack/demo.sh [--flightctl sim|real] [--reconnect-timeout 20s] [--status-poll-interval 2s]
 #                     [--manager-as-admin] [--scenarios 1,2,3,4,5,6]
 #
 # A re-run starts clean: it stops the previous demo first. The work is in

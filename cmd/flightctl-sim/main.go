@@ -10,6 +10,10 @@
 //	              [--disconnect-detection 5m] [--render-delay 1s]
 //	              [--agent-delay 1s | --agent-delay 1s,2s,3s] [--heartbeat 0]
 //	              [--faults JSON] [--allow-non-loopback] [--log-level info]
+//	flightctl-sim agent [--server URL] [--token TOKEN] [--ca PATH] [--agent-endpoint URL]
+//	              [--config FILE | --count N [--prefix P] [--labels k=v,...]]
+//	              [--agent-delay 1s] [--heartbeat 20s] [--state-dir DIR]
+//	              [--control 127.0.0.1:0 [--control-token TOKEN]]
 //	flightctl-sim disconnect DEVICE [--server URL] [--token TOKEN] [--ca PATH]
 //	flightctl-sim reconnect  DEVICE [--server URL] [--token TOKEN] [--ca PATH]
 //	flightctl-sim status     DEVICE [--server URL] [--token TOKEN] [--ca PATH]
@@ -21,6 +25,14 @@
 // 8Gi each (see flightctlsim.DefaultConfig and test/flightctlsim/README.md
 // for the file format). It listens on loopback only unless
 // --allow-non-loopback is given. Logs are JSON on stderr.
+//
+// agent turns the simulator's device model outward: each device enrols with
+// a real Flightctl (enrollment request over the mTLS agent endpoint,
+// approved through the user API) and then acts as its agent, reporting
+// systemInfo and applications Preparing -> Starting -> Running. With
+// --control, the disconnect/reconnect/status subcommands steer it (point
+// --server at the control address). It reads FLIGHTCTL_URL, FLIGHTCTL_TOKEN,
+// FLIGHTCTL_CA and FLIGHTCTL_AGENT_ENDPOINT (hack/real-flightctl.sh env).
 //
 // The control subcommands read FLIGHTCTL_SIM_SERVER and FLIGHTCTL_SIM_TOKEN
 // when --server or --token are not given; serve reads FLIGHTCTL_SIM_TOKEN.
@@ -68,6 +80,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch cmd {
 	case "serve":
 		err = serve(ctx, args, stderr)
+	case "agent":
+		err = agent(ctx, args, stderr)
 	case "disconnect", "reconnect", "status", "faults", "stats":
 		err = control(ctx, cmd, args, stdout)
 	case "help":
@@ -91,6 +105,7 @@ func usage(w io.Writer) {
 	fmt.Fprint(w, `flightctl-sim: an in-memory Flightctl v1beta1 API simulator
 
   flightctl-sim [serve] [flags]          run the simulator (flags: flightctl-sim serve -h)
+  flightctl-sim agent [flags]            run fake devices against a real Flightctl (flags: flightctl-sim agent -h)
   flightctl-sim disconnect DEVICE        make a device's agent stop reporting
   flightctl-sim reconnect DEVICE         bring it back
   flightctl-sim status DEVICE            show a device's connectivity

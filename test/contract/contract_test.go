@@ -1,8 +1,13 @@
 package contract
 
 import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestContractSimulatorHTTP runs the suite against the simulator over plain
@@ -26,8 +31,9 @@ func TestContractSimulatorHTTPS(t *testing.T) {
 func TestRealFlightctl(t *testing.T) {
 	tg := realTargetFromEnv(t)
 	if tg == nil {
-		t.Skip("FLIGHTCTL_CONTRACT_URL not set: the contract suite ran against the simulator only; set FLIGHTCTL_CONTRACT_URL/TOKEN/CA to run it against a real Flightctl")
+		t.Skip("FLIGHTCTL_CONTRACT_URL not set: the contract suite ran against the simulator only; set FLIGHTCTL_CONTRACT_URL/TOKEN/CA to run it against a real Flightctl (make test-real does)")
 	}
+	t.Logf("flightctl-api at %s reports version %s", tg.Config().Server, serverVersion(t, tg))
 	runContract(t, tg)
 }
 
@@ -50,7 +56,9 @@ var contractCases = []contractCase{
 	{name: "PatchDevice", run: testPatchDevice},
 	{name: "DeviceStatus", run: testDeviceStatus},
 	{name: "GetLastSeen", run: testGetLastSeen},
-	{name: "GetLastSeenReportingDevice", needs: needSim, run: testGetLastSeenReporting},
+	{name: "GetLastSeenReportingDevice", run: testGetLastSeenReporting},
+	{name: "AgentAppliesSpec", run: testAgentAppliesSpec},
+	{name: "AgentlessStatusAfterSpecWrite", run: testAgentlessStatusAfterSpecWrite},
 
 	// Lists.
 	{name: "ListDevicesSelectors", run: testListDevicesSelectors},
@@ -97,4 +105,38 @@ func runContract(t *testing.T, tg Target) {
 	if len(notRun) > 0 {
 		t.Logf("not applicable to %s, not run: %s", tg.Name(), strings.Join(notRun, "; "))
 	}
+}
+
+// serverVersion asks GET /api/v1/version, so that the log says which
+// Flightctl the suite ran against.
+func serverVersion(t *testing.T, tg Target) string {
+	t.Helper()
+	cfg := tg.Config()
+	pool := x509.NewCertPool()
+	if len(cfg.CAData) > 0 && !pool.AppendCertsFromPEM(cfg.CAData) {
+		t.Fatal("no certificate in the CA")
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if len(cfg.CAData) > 0 {
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	defer client.CloseIdleConnections()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, strings.TrimRight(cfg.Server, "/")+"/api/v1/version", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+cfg.Token)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("GET /api/v1/version: %v", err)
+	}
+	defer resp.Body.Close()
+	var v struct {
+		Version string `json:"version"`
+	}
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&v) != nil || v.Version == "" {
+		t.Fatalf("GET /api/v1/version answered %s without a version", resp.Status)
+	}
+	return v.Version
 }

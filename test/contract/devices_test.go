@@ -1,9 +1,11 @@
 package contract
 
 import (
+	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,7 +14,9 @@ import (
 )
 
 // testCreateGetDeleteDevice covers POST (201, the created object back),
-// GET, the duplicate-name conflict and DELETE with its 404 afterwards.
+// GET, the duplicate-name conflict and DELETE with its 404 afterwards. A
+// second DELETE succeeds: Flightctl v1.2.0 deletes idempotently (200
+// Status Success for a missing device).
 func testCreateGetDeleteDevice(t *testing.T, tg Target) {
 	f := newFixture(t, tg)
 	c, rec := f.recordingClient()
@@ -66,15 +70,19 @@ func testCreateGetDeleteDevice(t *testing.T, tg Target) {
 		expectAPIError(t, tg, err, apiErr{code: http.StatusConflict, is: []class{conflict, alreadyExists}, msg: "already exists"})
 	})
 
-	t.Run("delete then 404", func(t *testing.T) {
+	t.Run("delete then 404, delete again 200", func(t *testing.T) {
 		ctx := f.at(t).ctx()
 		if err := c.DeleteDevice(ctx, name); err != nil {
 			t.Fatalf("DeleteDevice: %v", err)
 		}
 		_, err := c.GetDevice(ctx, name)
 		expectAPIError(t, tg, err, apiErr{code: http.StatusNotFound, is: []class{notFound}, msg: "not found"})
-		err = c.DeleteDevice(ctx, name)
-		expectAPIError(t, tg, err, apiErr{code: http.StatusNotFound, is: []class{notFound}, msg: "not found"})
+		if err := c.DeleteDevice(ctx, name); err != nil {
+			t.Errorf("second DeleteDevice: %v, want success (v1.2.0 deletes idempotently)", err)
+		}
+		if got := rec.last(); got.method != http.MethodDelete || got.code != http.StatusOK {
+			t.Errorf("second delete answered %+v, want DELETE 200", got)
+		}
 	})
 }
 
@@ -437,6 +445,7 @@ func testDeviceStatus(t *testing.T, tg Target) {
 
 	t.Run("replace status", func(t *testing.T) {
 		f := f.at(t)
+		f.settleDevice(name)
 		d, err := f.c.GetDeviceStatus(f.ctx(), name)
 		if err != nil {
 			t.Fatal(err)
@@ -555,20 +564,26 @@ func testGetLastSeenReporting(t *testing.T, tg Target) {
 	c, rec := f.recordingClient()
 	name := f.name("agent")
 	start := time.Now()
-	if err := tg.Sim().AddDevice(flightctlsim.DeviceConfig{Name: name, Labels: f.labels(), CPU: 2, Memory: "4Gi", IP: "192.0.2.50"}); err != nil {
-		t.Fatalf("AddDevice: %v", err)
-	}
 	f.cleanupDevice(name)
+	tg.AddReportingDevice(t, flightctlsim.DeviceConfig{Name: name, Labels: f.labels(), CPU: 2, Memory: "4Gi", IP: "192.0.2.50"})
 
-	ls, err := c.GetLastSeen(f.ctx(), name)
-	if err != nil {
-		t.Fatalf("GetLastSeen: %v", err)
-	}
+	// A real server writes lastSeen in batches (every 15 s in v1.2.0),
+	// so the first one can take that long to appear; the simulator has
+	// it at once.
+	var ls *time.Time
+	f.eventually(lastSeenLag(tg)+2*time.Second, "lastSeen of a reporting device", func() (bool, string) {
+		var err error
+		ls, err = c.GetLastSeen(f.ctx(), name)
+		if err != nil {
+			t.Fatalf("GetLastSeen: %v", err)
+		}
+		return ls != nil, fmt.Sprintf("answered %d", rec.last().code)
+	})
 	if got := rec.last().code; got != http.StatusOK {
 		t.Errorf("answered %d, want 200", got)
 	}
 	if ls == nil || ls.Before(start.Add(-time.Second)) || ls.After(time.Now().Add(time.Second)) {
-		t.Errorf("lastSeen = %v, want about now (%v)", ls, start)
+		t.Errorf("lastSeen = %v, want between the start (%v) and now", ls, start)
 	}
 	f.eventually(10*time.Second, "device reports its system info", func() (bool, string) {
 		d, err := c.GetDevice(f.ctx(), name)
@@ -580,5 +595,133 @@ func testGetLastSeenReporting(t *testing.T, tg Target) {
 			d.Status.Summary.Status == flightctl.DeviceSummaryOnline
 		return ok, "systemInfo " + strconv.Quote(info[flightctl.SystemInfoCPUCores]) + "/" +
 			strconv.Quote(info[flightctl.SystemInfoMemoryTotalKb]) + ", summary " + d.Status.Summary.Status
+	})
+}
+
+// testAgentAppliesSpec follows a spec through a reporting device's agent:
+// the application goes Running, status.config.renderedVersion catches up
+// with the rendered annotation and status.updated is UpToDate; then the
+// agent is cut off and lastSeen stops moving (the server declares the
+// device disconnected only minutes later), and moves again after it
+// reconnects. Against a real server the agent is a remote agent speaking
+// the real agent protocol.
+func testAgentAppliesSpec(t *testing.T, tg Target) {
+	f := newFixture(t, tg)
+	c := f.c
+	name := f.name("applier")
+	f.cleanupDevice(name)
+	disconnect, reconnect := tg.AddReportingDevice(t, flightctlsim.DeviceConfig{Name: name, Labels: f.labels(), CPU: 1, Memory: "1Gi", IP: "192.0.2.51"})
+	f.eventually(20*time.Second, "device enrolled and rendered", func() (bool, string) {
+		d, err := c.GetDevice(f.ctx(), name)
+		if err != nil {
+			return false, err.Error()
+		}
+		return d.Metadata.Annotations["device-controller/renderedVersion"] != "", "no rendered version yet"
+	})
+	app := quadletApp("applied", testImage)
+	_, _, err := f.readModifyWrite(c, name, 10, func(d *flightctl.Device) { d.Spec = specOf(app) })
+	if err != nil {
+		t.Fatalf("writing the spec: %v", err)
+	}
+	f.eventually(30*time.Second, "application Running and spec applied", func() (bool, string) {
+		d, err := c.GetDevice(f.ctx(), name)
+		if err != nil {
+			return false, err.Error()
+		}
+		want := d.Metadata.Annotations["device-controller/renderedVersion"]
+		st := d.Status
+		running := len(st.Applications) == 1 && st.Applications[0].Name == app.Name &&
+			st.Applications[0].Status == flightctl.ApplicationStatusRunning && st.Applications[0].Ready == "1/1"
+		ok := running && st.Config.RenderedVersion == want && st.Updated.Status == "UpToDate" &&
+			st.ApplicationsSummary.Status == flightctl.ApplicationsSummaryHealthy && st.Summary.Status == flightctl.DeviceSummaryOnline
+		return ok, fmt.Sprintf("applications %+v, renderedVersion %q (annotation %q), updated %s, summary %s/%s",
+			st.Applications, st.Config.RenderedVersion, want, st.Updated.Status, st.ApplicationsSummary.Status, st.Summary.Status)
+	})
+
+	lastSeen := func() time.Time {
+		t.Helper()
+		ls, err := c.GetLastSeen(f.ctx(), name)
+		if err != nil {
+			t.Fatalf("GetLastSeen: %v", err)
+		}
+		if ls == nil {
+			return time.Time{}
+		}
+		return *ls
+	}
+	// The simulator keeps lastSeen at "now" while the agent is
+	// connected; a real server saves agent contacts in batches, so
+	// lastSeen moves in steps of its save interval.
+	gap := lastSeenLag(tg) + time.Second
+	before := lastSeen()
+	f.eventually(2*gap, "lastSeen moves while the agent reports", func() (bool, string) {
+		now := lastSeen()
+		return now.After(before), "lastSeen still " + now.String()
+	})
+	disconnect()
+	time.Sleep(gap) // contacts made before the cut may still be saved
+	frozen := lastSeen()
+	time.Sleep(gap)
+	if now := lastSeen(); !now.Equal(frozen) {
+		t.Errorf("lastSeen moved from %s to %s after the agent was cut off", frozen, now)
+	}
+	reconnect()
+	f.eventually(2*gap, "lastSeen moves again after the agent reconnects", func() (bool, string) {
+		now := lastSeen()
+		return now.After(frozen), "lastSeen still " + now.String()
+	})
+}
+
+// lastSeenLag is how far behind the agent's contacts lastSeen may be.
+// Flightctl v1.2.0 records contacts in memory and saves them every 15 s
+// (internal/healthchecker); the simulator (HeartbeatInterval 0) answers
+// "now" for a connected agent. This is a deliberate difference: the
+// simulator is not slowed down to the real batching.
+func lastSeenLag(tg Target) time.Duration {
+	if tg.Sim() != nil {
+		return 300 * time.Millisecond
+	}
+	return 15 * time.Second
+}
+
+// testAgentlessStatusAfterSpecWrite covers a device whose status comes
+// only through the user API (no agent contact, so no lastSeen): Flightctl
+// v1.2.0's worker declares it disconnected when it renders the next spec
+// write (summary Unknown, "Device is disconnected (last seen more than 5
+// minutes ago)."). The simulator reaches the same state through its
+// disconnect detection (200 ms in this suite; on a real server only
+// lastSeen counts, and the render checks it at once). Either way a
+// client must not read a user-API status report as a connected agent.
+func testAgentlessStatusAfterSpecWrite(t *testing.T, tg Target) {
+	f := newFixture(t, tg)
+	c := f.c
+	name := f.name("noagent")
+	f.createDevice(name, specOf())
+	f.settleDevice(name)
+	d, err := c.GetDeviceStatus(f.ctx(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := *d.Status
+	st.Summary = flightctl.StatusWithInfo{Status: flightctl.DeviceSummaryOnline}
+	st.Resources = flightctl.DeviceResourceStatus{CPU: "Healthy", Disk: "Healthy", Memory: "Healthy"}
+	d.Status = &st
+	out, err := c.ReplaceDeviceStatus(f.ctx(), d)
+	if err != nil {
+		t.Fatalf("ReplaceDeviceStatus: %v", err)
+	}
+	if got := out.Status.Summary.Status; got != flightctl.DeviceSummaryOnline {
+		t.Fatalf("summary after the status PUT = %q, want Online", got)
+	}
+	if _, _, err := f.readModifyWrite(c, name, 10, func(d *flightctl.Device) { d.Spec = specOf(quadletApp("noagent", testImage)) }); err != nil {
+		t.Fatalf("spec write: %v", err)
+	}
+	f.eventually(15*time.Second, "the agent-less device is declared disconnected", func() (bool, string) {
+		got, err := c.GetDevice(f.ctx(), name)
+		if err != nil {
+			return false, err.Error()
+		}
+		s := got.Status.Summary
+		return s.Status == flightctl.DeviceSummaryUnknown && strings.Contains(s.Info, "disconnected"), "summary " + s.Status + ": " + s.Info
 	})
 }

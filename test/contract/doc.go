@@ -19,9 +19,13 @@
 // Against a real server the suite only touches what it creates: names start
 // with vkct-<random>, every object carries the label vkct-run=<that prefix>,
 // every list selects on it, and everything is deleted when the test ends.
-// Cases that need the simulator's controls (disconnecting a device's agent,
-// injecting faults, seeding a reporting agent) do not run there; the test log
-// names them.
+// Cases with a reporting device run there too: the device is enrolled and
+// driven by a remote agent (flightctlsim.RemoteAgents) over the server's
+// mTLS agent endpoint (from its enrollment config, or
+// FLIGHTCTL_CONTRACT_AGENT_ENDPOINT). Cases that need the simulator's
+// controls (injecting faults, a disconnect the server notices at once) do
+// not run there; the test log names them. `make test-real` runs the suite
+// against a real Flightctl v1.2.0 started by hack/real-flightctl.sh.
 //
 // The package has no non-test code besides this comment.
 package contract

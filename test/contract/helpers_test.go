@@ -121,6 +121,33 @@ func (f *fixture) settle() {
 	}
 }
 
+// settleDevice waits until the server's worker has rendered a device and
+// stopped writing to it. On a real server the render of an agent-less
+// device also resets its status to "disconnected" (Flightctl v1.2.0), so a
+// case that writes status and reads it back must let that render happen
+// first or it races it.
+func (f *fixture) settleDevice(name string) {
+	f.t.Helper()
+	if f.tg.Sim() != nil {
+		f.settle()
+		return
+	}
+	last := ""
+	f.eventually(15*time.Second, "device "+name+" rendered and quiet", func() (bool, string) {
+		d, err := f.c.GetDevice(f.ctx(), name)
+		if err != nil {
+			return false, err.Error()
+		}
+		if d.Metadata.Annotations["device-controller/renderedVersion"] == "" {
+			return false, "not rendered yet"
+		}
+		rv := d.Metadata.ResourceVersion
+		quiet := rv == last
+		last = rv
+		return quiet, "resourceVersion still moving: " + rv
+	})
+}
+
 // newDevice is a device with the case's labels (plus kv) and spec.
 func (f *fixture) newDevice(name string, spec *flightctl.DeviceSpec, kv ...string) *flightctl.Device {
 	return &flightctl.Device{Metadata: flightctl.ObjectMeta{Name: name, Labels: f.labels(kv...)}, Spec: spec}

@@ -438,15 +438,16 @@ func testFleets(t *testing.T, tg Target) {
 		expectAPIError(t, tg, err, apiErr{code: http.StatusBadRequest, is: []class{invalid}, msg: `Invalid value: "Bad Name!"`})
 	})
 
-	t.Run("delete then 404", func(t *testing.T) {
+	t.Run("delete then 404, delete again 200", func(t *testing.T) {
 		ctx := f.at(t).ctx()
 		if err := c.DeleteFleet(ctx, fb); err != nil {
 			t.Fatalf("DeleteFleet: %v", err)
 		}
 		_, err := c.GetFleet(ctx, fb)
 		expectAPIError(t, tg, err, apiErr{code: http.StatusNotFound, is: []class{notFound}, msg: fmt.Sprintf("Fleet of name %q not found", fb)})
-		err = c.DeleteFleet(ctx, fb)
-		expectAPIError(t, tg, err, apiErr{code: http.StatusNotFound, is: []class{notFound}, msg: "not found"})
+		if err := c.DeleteFleet(ctx, fb); err != nil {
+			t.Errorf("second DeleteFleet: %v, want success (v1.2.0 deletes idempotently)", err)
+		}
 	})
 }
 

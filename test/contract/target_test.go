@@ -19,6 +19,9 @@ const (
 	envURL   = "FLIGHTCTL_CONTRACT_URL"
 	envToken = "FLIGHTCTL_CONTRACT_TOKEN"
 	envCA    = "FLIGHTCTL_CONTRACT_CA"
+	// envAgentEndpoint optionally overrides the agent endpoint the
+	// server's enrollment config names, for the remote agents.
+	envAgentEndpoint = "FLIGHTCTL_CONTRACT_AGENT_ENDPOINT"
 )
 
 // Target is a Flightctl API server the suite runs against. The cases see a
@@ -34,6 +37,12 @@ type Target interface {
 	// Only a simulator can disconnect a device's agent, inject faults or
 	// seed a device that reports, so cases that need that are sim-only.
 	Sim() *flightctlsim.Sim
+	// AddReportingDevice adds a device whose agent reports like a real
+	// one, and returns functions that cut its agent off and bring it back.
+	// The simulator seeds one; against a real server it is a remote agent
+	// (flightctlsim.RemoteAgents) that enrols and reports over the mTLS
+	// agent endpoint, stopped when t ends.
+	AddReportingDevice(t *testing.T, cfg flightctlsim.DeviceConfig) (disconnect, reconnect func())
 	// Prefix starts the name of every object the suite creates, and is
 	// the value of the runLabel every such object carries. It is random
 	// per run, so a run on a shared server never touches anything else.
@@ -66,6 +75,22 @@ type simTarget struct {
 func (s *simTarget) Name() string           { return s.name }
 func (s *simTarget) Sim() *flightctlsim.Sim { return s.sim }
 func (s *simTarget) Prefix() string         { return s.prefix }
+
+// AddReportingDevice seeds a simulated device with a connected agent.
+func (s *simTarget) AddReportingDevice(t *testing.T, cfg flightctlsim.DeviceConfig) (func(), func()) {
+	t.Helper()
+	if err := s.sim.AddDevice(cfg); err != nil {
+		t.Fatalf("AddDevice: %v", err)
+	}
+	step := func(what string, fn func(string) error) func() {
+		return func() {
+			if err := fn(cfg.Name); err != nil {
+				t.Errorf("%s %s: %v", what, cfg.Name, err)
+			}
+		}
+	}
+	return step("disconnect", s.sim.Disconnect), step("reconnect", s.sim.Reconnect)
+}
 
 // Config trusts the simulator's generated CA when it serves HTTPS, as a
 // provider would trust a private Flightctl CA.
@@ -128,6 +153,33 @@ func (r *realTarget) Name() string             { return "Flightctl at " + r.cfg.
 func (r *realTarget) Config() flightctl.Config { return r.cfg }
 func (r *realTarget) Sim() *flightctlsim.Sim   { return nil }
 func (r *realTarget) Prefix() string           { return r.prefix }
+
+// AddReportingDevice enrols a device with the real server and runs a
+// remote agent for it: the only way a device reports like a real one
+// there (a status PUT through the user API does not count as the agent
+// being seen). Short phase delays and a 2 s heartbeat keep cases fast.
+func (r *realTarget) AddReportingDevice(t *testing.T, cfg flightctlsim.DeviceConfig) (func(), func()) {
+	t.Helper()
+	agents, err := flightctlsim.StartRemoteAgents(t.Context(), flightctlsim.RemoteOptions{
+		Server: r.cfg.Server, Token: r.cfg.Token, CAPEM: r.cfg.CAData,
+		AgentEndpoint: strings.TrimSpace(os.Getenv(envAgentEndpoint)),
+		Devices:       []flightctlsim.DeviceConfig{cfg},
+		Agent:         flightctlsim.AgentDelays{Fetch: 100 * time.Millisecond, Preparing: 300 * time.Millisecond, Starting: 300 * time.Millisecond},
+		Heartbeat:     2 * time.Second,
+	})
+	if err != nil {
+		t.Fatalf("enrolling %s with a remote agent: %v", cfg.Name, err)
+	}
+	t.Cleanup(agents.Close)
+	step := func(what string, fn func(string) error) func() {
+		return func() {
+			if err := fn(cfg.Name); err != nil {
+				t.Errorf("%s %s: %v", what, cfg.Name, err)
+			}
+		}
+	}
+	return step("disconnect", agents.Disconnect), step("reconnect", agents.Reconnect)
+}
 
 // realTargetFromEnv builds the real target, or returns nil when
 // FLIGHTCTL_CONTRACT_URL is not set. Half a configuration (a URL without a

@@ -14,6 +14,14 @@
 // Environment: K8S_BIN_DIR overrides where the Kubernetes binaries are
 // (KUBEBUILDER_ASSETS is used when it holds all five);
 // E2E_KEEP=1 leaves the temporary directory (logs) in place.
+//
+// With FLIGHTCTL_URL, FLIGHTCTL_TOKEN, FLIGHTCTL_CA (and optionally
+// FLIGHTCTL_AGENT_ENDPOINT) set, as `hack/real-flightctl.sh env` prints, the
+// suite runs against that Flightctl instead of the simulator, with fake
+// devices that enrol and report over its agent endpoint (`make test-real`).
+// Scenario 5 then waits for the server's own disconnect detection (up to 7
+// minutes, twice): it runs only with E2E_REAL_SCENARIO5=1 and is otherwise
+// reported as skipped with that reason.
 package e2e
 
 import (
@@ -56,7 +64,13 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(teardown)
 
+	external, err := quickstart.ExternalFromEnv()
+	Expect(err).NotTo(HaveOccurred())
+	if external != nil {
+		fmt.Fprintf(GinkgoWriter, "running against the external Flightctl at %s (FLIGHTCTL_URL) with fake devices\n", external.URL)
+	}
 	stack, err = quickstart.NewStack(quickstart.StackConfig{
+		External:           external,
 		Root:               root,
 		StateDir:           filepath.Join(tmp, "state"),
 		BinDir:             filepath.Join(tmp, "bin"),

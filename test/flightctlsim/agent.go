@@ -195,15 +195,44 @@ func (s *Sim) agentReport(d *device) {
 	now := s.now()
 	before := statusKeys(d)
 	st := &d.status
-	st.Applications = make([]flightctl.ApplicationStatus, 0, len(a.apps))
+	st.Applications, st.ApplicationsSummary = appStatuses(a.apps)
+	if a.applied > 0 {
+		st.Config.RenderedVersion = strconv.FormatInt(a.applied, 10)
+	} else {
+		st.Config.RenderedVersion = ""
+	}
+	setUpdatingCondition(st, a, now)
+	st.Integrity = map[string]json.RawMessage{
+		"deviceIdentity": json.RawMessage(`{"status":"Unsupported"}`),
+		"info":           json.RawMessage(`"TPM not present or not enabled on this device"`),
+		"status":         json.RawMessage(`"Unsupported"`),
+		"tpm":            json.RawMessage(`{"status":"Unsupported"}`),
+	}
+	st.Lifecycle = flightctl.StatusWithInfo{Status: "Enrolled"}
+	st.Resources = flightctl.DeviceResourceStatus{CPU: "Healthy", Disk: "Healthy", Memory: "Healthy"}
+	st.SystemInfo = a.sysInfo
+	a.reported = true
+	d.statusSeen = now
+	d.lastSeen = s.heartbeat(now)
+	d.offline = false
+	s.serverSideStatus(d)
+	d.bump()
+	s.statusEvents(d, before, agentActor(d.name))
+}
+
+// appStatuses is what an agent reports for its applications: one entry per
+// application and the summary in the real agent's words. The simulated
+// agents and the remote agents (remote.go) report through it alike.
+func appStatuses(apps []agentApp) ([]flightctl.ApplicationStatus, flightctl.ApplicationsSummaryStatus) {
+	out := make([]flightctl.ApplicationStatus, 0, len(apps))
 	var errored, degraded []string
 	overall := ""
-	for _, app := range a.apps {
+	for _, app := range apps {
 		healthy := 0
 		if app.status == flightctl.ApplicationStatusRunning {
 			healthy = app.total
 		}
-		st.Applications = append(st.Applications, flightctl.ApplicationStatus{
+		out = append(out, flightctl.ApplicationStatus{
 			Name: app.name, AppType: app.appType, Ready: fmt.Sprintf("%d/%d", healthy, app.total),
 			Restarts: app.restarts, Status: app.status,
 		})
@@ -235,29 +264,7 @@ func (s *Sim) agentReport(d *device) {
 	if overall == "" {
 		overall = flightctl.ApplicationsSummaryNoApplications
 	}
-	st.ApplicationsSummary = flightctl.ApplicationsSummaryStatus{Status: overall, Info: info}
-	if a.applied > 0 {
-		st.Config.RenderedVersion = strconv.FormatInt(a.applied, 10)
-	} else {
-		st.Config.RenderedVersion = ""
-	}
-	setUpdatingCondition(st, a, now)
-	st.Integrity = map[string]json.RawMessage{
-		"deviceIdentity": json.RawMessage(`{"status":"Unsupported"}`),
-		"info":           json.RawMessage(`"TPM not present or not enabled on this device"`),
-		"status":         json.RawMessage(`"Unsupported"`),
-		"tpm":            json.RawMessage(`{"status":"Unsupported"}`),
-	}
-	st.Lifecycle = flightctl.StatusWithInfo{Status: "Enrolled"}
-	st.Resources = flightctl.DeviceResourceStatus{CPU: "Healthy", Disk: "Healthy", Memory: "Healthy"}
-	st.SystemInfo = a.sysInfo
-	a.reported = true
-	d.statusSeen = now
-	d.lastSeen = s.heartbeat(now)
-	d.offline = false
-	s.serverSideStatus(d)
-	d.bump()
-	s.statusEvents(d, before, agentActor(d.name))
+	return out, flightctl.ApplicationsSummaryStatus{Status: overall, Info: info}
 }
 
 // setUpdatingCondition keeps the Updating condition in line with what the

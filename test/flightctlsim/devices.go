@@ -397,13 +397,15 @@ func parsePatchedDevice(current, patched []byte) (*deviceBody, string) {
 	return b, ""
 }
 
-// deleteDevice serves DELETE /api/v1/devices/{name}.
+// deleteDevice serves DELETE /api/v1/devices/{name}. Like Flightctl
+// v1.2.0 it is idempotent: deleting a device that does not exist answers
+// 200 Status Success too (and records no event).
 func (s *Sim) deleteDevice(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	s.mu.Lock()
 	if _, ok := s.devices[name]; !ok {
 		s.mu.Unlock()
-		notFound(w, flightctl.KindDevice, name)
+		writeStatus(w, http.StatusOK, "")
 		return
 	}
 	delete(s.devices, name)

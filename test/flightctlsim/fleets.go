@@ -292,13 +292,14 @@ func (s *Sim) replaceFleet(w http.ResponseWriter, r *http.Request) {
 }
 
 // deleteFleet serves DELETE /api/v1/fleets/{name}. The devices it owned
-// are released by the worker shortly after, as on the real server.
+// are released by the worker shortly after, as on the real server. A
+// missing fleet answers 200 Status Success, as on Flightctl v1.2.0.
 func (s *Sim) deleteFleet(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	s.mu.Lock()
 	if _, ok := s.fleets[name]; !ok {
 		s.mu.Unlock()
-		notFound(w, flightctl.KindFleet, name)
+		writeStatus(w, http.StatusOK, "")
 		return
 	}
 	delete(s.fleets, name)

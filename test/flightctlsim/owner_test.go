@@ -211,7 +211,7 @@ func TestFleetAPIErrors(t *testing.T) {
 			return f
 		}(), 409, msgConflict},
 		{"unknown fleet", "GET", "/api/v1/fleets/nope", nil, 404, `Fleet of name "nope" not found`},
-		{"unknown fleet delete", "DELETE", "/api/v1/fleets/nope", nil, 404, `Fleet of name "nope" not found`},
+		{"unknown fleet delete is idempotent (v1.2.0)", "DELETE", "/api/v1/fleets/nope", nil, 200, ``},
 	}
 	settle(t, s, 0)
 	for _, tc := range tests {

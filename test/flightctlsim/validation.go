@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	k8svalidation "k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -125,13 +126,35 @@ func checkMetaSchema(v any, schema string) string {
 		if !isMap {
 			return requestBodyError(schema, "/metadata/labels", "value must be an object")
 		}
-		for lk, lv := range labels {
-			if _, isStr := lv.(string); !isStr {
+		// The OpenAPI schema (ObjectMeta.labels) caps values at 63
+		// characters, so Flightctl v1.2.0 refuses an over-long value in
+		// its request validator, with this message, before the handler's
+		// Kubernetes-style label validation sees it.
+		for _, lk := range sortedAnyKeys(labels) {
+			lv, isStr := labels[lk].(string)
+			if !isStr {
 				return requestBodyError(schema, "/metadata/labels/"+lk, "value must be a string")
+			}
+			if utf8.RuneCountInString(lv) > maxLabelValueSchema {
+				return requestBodyError(schema, "/metadata/labels/"+lk, fmt.Sprintf("maximum string length is %d", maxLabelValueSchema))
 			}
 		}
 	}
 	return ""
+}
+
+// maxLabelValueSchema is maxLength of label values in the OpenAPI schema.
+const maxLabelValueSchema = 63
+
+// sortedAnyKeys returns a generic map's keys in order, so that the first
+// error reported is stable.
+func sortedAnyKeys(m map[string]any) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // checkStatusSchema checks a status object in a body: the real server

@@ -39,6 +39,17 @@ type Env struct {
 	// SimCLI is the flightctl-sim binary whose disconnect and reconnect
 	// subcommands cut a device off (scenario 5).
 	SimCLI string
+	// ControlURL and ControlToken reach the device control API that
+	// SimCLI's disconnect and reconnect use: the simulator itself, or the
+	// fake devices run against a real Flightctl. Empty means FlightctlURL
+	// and FlightctlToken (the simulator).
+	ControlURL   string
+	ControlToken string
+	// DisconnectDetection is the longest the Flightctl server takes to
+	// declare a silent device disconnected (0 for a simulator run with
+	// --disconnect-detection 0s; RealDisconnectDetection for v1.2.0).
+	// Scenario 5 waits that much longer, and says so.
+	DisconnectDetection time.Duration
 	// ManagerLog is the file the manager's JSON log goes to; scenarios 5
 	// and 6 show and check its lines.
 	ManagerLog string

@@ -310,12 +310,21 @@ func imagesIn(text string) []string {
 // simctl runs `flightctl-sim disconnect|reconnect DEVICE` against the
 // simulator, shown with the URL and token as variables.
 func (r *run) simctl(verb, dev string) error {
-	r.printf("$ flightctl-sim %s %s --server $FLIGHTCTL_URL --token $FLIGHTCTL_TOKEN%s\n", verb, dev, r.caFlag("--ca"))
 	ctx, cancel := context.WithTimeout(r.ctx, 30*time.Second)
 	defer cancel()
-	args := []string{verb, dev, "--server", r.e.FlightctlURL, "--token", r.e.FlightctlToken}
-	if r.e.FlightctlCA != "" {
-		args = append(args, "--ca", r.e.FlightctlCA)
+	var args []string
+	if r.e.ControlURL != "" && r.e.ControlURL != r.e.FlightctlURL {
+		// Fake devices against a real Flightctl: their own control API
+		// (plain HTTP on loopback) cuts the agent off; the server only
+		// notices when its disconnect detection runs.
+		r.printf("$ flightctl-sim %s %s --server %s --token $CONTROL_TOKEN\n", verb, dev, r.e.ControlURL)
+		args = []string{verb, dev, "--server", r.e.ControlURL, "--token", r.e.ControlToken}
+	} else {
+		r.printf("$ flightctl-sim %s %s --server $FLIGHTCTL_URL --token $FLIGHTCTL_TOKEN%s\n", verb, dev, r.caFlag("--ca"))
+		args = []string{verb, dev, "--server", r.e.FlightctlURL, "--token", r.e.FlightctlToken}
+		if r.e.FlightctlCA != "" {
+			args = append(args, "--ca", r.e.FlightctlCA)
+		}
 	}
 	cmd := exec.CommandContext(ctx, r.e.SimCLI, args...)
 	cmd.Env = os.Environ()

@@ -80,8 +80,58 @@ type StackConfig struct {
 	// Lease (its --namespace and POD_NAMESPACE); empty means
 	// DefaultBindingNamespace, where the kustomize install puts them.
 	ManagerNamespace string
+	// External, when set, is a Flightctl the stack uses instead of
+	// starting the simulator, e.g. the real v1.2.0 of
+	// hack/real-flightctl.sh. The stack then runs fake devices against it
+	// (`flightctl-sim agent`: they enrol and act as agents over the mTLS
+	// agent endpoint). ExternalFromEnv reads it from FLIGHTCTL_URL & co.
+	External *ExternalFlightctl
 	// Out receives the narration.
 	Out io.Writer
+}
+
+// ExternalFlightctl is a Flightctl service the stack did not start.
+type ExternalFlightctl struct {
+	// URL, Token and CAFile (PEM, may be empty for the system roots)
+	// reach the user API.
+	URL, Token, CAFile string
+	// AgentEndpoint overrides the agent endpoint the server's enrollment
+	// config names; empty uses that one.
+	AgentEndpoint string
+	// DisconnectDetection is the longest the server takes to declare a
+	// silent device disconnected: scenario 5 waits that much more.
+	// Flightctl v1.2.0 declares a device gone after 5 minutes of
+	// silence and checks every 2 minutes (RealDisconnectDetection).
+	DisconnectDetection time.Duration
+}
+
+// RealDisconnectDetection is how long Flightctl v1.2.0 may take to mark a
+// silent device disconnected: 5 minutes without contact, noticed by a
+// check that runs every 2 minutes (both hard-coded in v1.2).
+const RealDisconnectDetection = 7 * time.Minute
+
+// ExternalFromEnv returns the Flightctl named by FLIGHTCTL_URL,
+// FLIGHTCTL_TOKEN, FLIGHTCTL_CA and FLIGHTCTL_AGENT_ENDPOINT (what
+// `hack/real-flightctl.sh env` prints), nil when FLIGHTCTL_URL is unset,
+// and an error when it is set without a token: whoever set it meant the
+// stack to use it.
+func ExternalFromEnv() (*ExternalFlightctl, error) {
+	u := strings.TrimSpace(os.Getenv("FLIGHTCTL_URL"))
+	if u == "" {
+		return nil, nil
+	}
+	tok := strings.TrimSpace(os.Getenv("FLIGHTCTL_TOKEN"))
+	if tok == "" {
+		return nil, errors.New("FLIGHTCTL_URL is set but FLIGHTCTL_TOKEN is empty")
+	}
+	ca := strings.TrimSpace(os.Getenv("FLIGHTCTL_CA"))
+	if ca != "" {
+		if _, err := os.Stat(ca); err != nil {
+			return nil, fmt.Errorf("FLIGHTCTL_CA: %w", err)
+		}
+	}
+	return &ExternalFlightctl{URL: u, Token: tok, CAFile: ca,
+		AgentEndpoint: strings.TrimSpace(os.Getenv("FLIGHTCTL_AGENT_ENDPOINT")), DisconnectDetection: RealDisconnectDetection}, nil
 }
 
 // Stack is a running vk-flightctl setup: control plane, simulator, manager
@@ -92,8 +142,9 @@ type Stack struct {
 	// Kubectl is the v1.37 kubectl; Kubeconfig the cluster-admin kubeconfig.
 	Kubectl    string
 	Kubeconfig string
-	// SimURL, SimToken and SimCA (a PEM file) reach the Flightctl
-	// simulator, which serves HTTPS like a real Flightctl API.
+	// SimURL, SimToken and SimCA (a PEM file) reach the Flightctl API:
+	// the simulator, which serves HTTPS like a real Flightctl API, or the
+	// External one.
 	SimURL   string
 	SimToken string
 	SimCA    string
@@ -105,6 +156,12 @@ type Stack struct {
 	ManagerLog string
 	// ManagerHealthURL is the /readyz of the manager named DefaultManager.
 	ManagerHealthURL string
+
+	// ControlURL and ControlToken reach the device control API (the
+	// simulator's own, or that of the fake devices run against an
+	// External Flightctl) that `flightctl-sim disconnect` uses.
+	ControlURL   string
+	ControlToken string
 
 	// managerKC is the kubeconfig file managers run with, written once.
 	managerKC string
@@ -198,10 +255,24 @@ func (s *Stack) Env(out io.Writer) *Env {
 	return &Env{
 		Kubectl: s.Kubectl, Kubeconfig: s.Kubeconfig,
 		FlightctlURL: s.SimURL, FlightctlToken: s.SimToken, FlightctlCA: s.SimCA, SimCLI: s.SimBin,
+		ControlURL: s.ControlURL, ControlToken: s.ControlToken, DisconnectDetection: s.disconnectDetection(),
 		ManagerLog: s.ManagerLog, Fleet: s.cfg.Fleet, BindingNamespace: DefaultBindingNamespace,
 		ReconnectTimeout: s.cfg.ReconnectTimeout, Out: out,
 	}
 }
+
+// disconnectDetection is how long the Flightctl server may take to notice
+// a silent device: 0 for the simulator, which the stack runs with
+// --disconnect-detection 0s.
+func (s *Stack) disconnectDetection() time.Duration {
+	if s.cfg.External != nil {
+		return s.cfg.External.DisconnectDetection
+	}
+	return 0
+}
+
+// External reports whether the stack uses an external Flightctl.
+func (s *Stack) External() bool { return s.cfg.External != nil }
 
 // NodeName is the node the stack waits for.
 func (s *Stack) NodeName() string { return "vk-flightctl-" + s.cfg.Fleet }
@@ -267,7 +338,7 @@ func (s *Stack) Up(ctx context.Context) error {
 	}{
 		{"Build vk-flightctl-provider and flightctl-sim", s.build},
 		{"Start the Kubernetes control plane (hack/local-cluster.sh)", s.startCluster},
-		{"Start the Flightctl simulator", s.startSim},
+		{s.flightctlStepTitle(), s.startFlightctl},
 		{installTitle, install},
 		{"Create the Flightctl credentials Secret", s.createSecret},
 		{"Start the manager", s.startFirstManager},
@@ -316,6 +387,55 @@ func (s *Stack) startCluster(ctx context.Context) error {
 	return s.runShown(ctx, s.cfg.Root, s.clusterEnv(), s.clusterScript(), s.clusterArgs("up")...)
 }
 
+func (s *Stack) flightctlStepTitle() string {
+	if s.cfg.External != nil {
+		return "Start fake devices against the Flightctl at " + s.cfg.External.URL + " (flightctl-sim agent)"
+	}
+	return "Start the Flightctl simulator"
+}
+
+func (s *Stack) startFlightctl(ctx context.Context) error {
+	if s.cfg.External != nil {
+		return s.startAgents(ctx)
+	}
+	return s.startSim(ctx)
+}
+
+// startAgents runs `flightctl-sim agent` against the external Flightctl:
+// two devices of 4 CPU / 8Gi in the fleet, as the simulator's built-in
+// configuration, which enrol and then act as agents. The process is named
+// flightctl-sim like the simulator, so Down and the reaper stop it alike.
+func (s *Stack) startAgents(ctx context.Context) error {
+	ext := s.cfg.External
+	s.SimURL, s.SimToken, s.SimCA = ext.URL, ext.Token, ext.CAFile
+	s.ControlToken = randomHex(16)
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	s.ControlURL = "http://127.0.0.1:" + strconv.Itoa(port)
+	args := []string{"agent", "--server", ext.URL, "--control", "127.0.0.1:" + strconv.Itoa(port),
+		"--agent-delay", "1s", "--heartbeat", "10s", "--labels", "fleet=" + s.cfg.Fleet}
+	if ext.CAFile != "" {
+		args = append(args, "--ca", ext.CAFile)
+	}
+	if ext.AgentEndpoint != "" {
+		args = append(args, "--agent-endpoint", ext.AgentEndpoint)
+	}
+	// Tokens go through the environment, not the command line (ps).
+	env := []string{"FLIGHTCTL_TOKEN=" + ext.Token, "FLIGHTCTL_SIM_CONTROL_TOKEN=" + s.ControlToken}
+	s.printf("$ FLIGHTCTL_TOKEN=... flightctl-sim %s >%s 2>&1 &\n", strings.Join(args, " "), s.SimLog)
+	p, err := s.start(ctx, "flightctl-sim", s.SimLog, env, s.SimBin, args...)
+	if err != nil {
+		return err
+	}
+	if err := s.waitHTTP(ctx, p, s.ControlURL+"/sim/v1/agents", s.ControlToken, "", 90*time.Second); err != nil {
+		return fmt.Errorf("%w\n%s", err, tailFile(s.SimLog, 20))
+	}
+	s.printf("    fake devices enrolled with %s and reporting (pid %d, control %s, log %s)\n", ext.URL, p.cmd.Process.Pid, s.ControlURL, s.SimLog)
+	return nil
+}
+
 func (s *Stack) startSim(ctx context.Context) error {
 	s.SimToken = randomHex(16)
 	s.SimCA = filepath.Join(s.cfg.StateDir, "flightctl-ca.crt")
@@ -339,6 +459,7 @@ func (s *Stack) startSim(ctx context.Context) error {
 		}
 		lastErr = s.waitHTTP(ctx, p, s.SimURL+"/api/v1/devices", s.SimToken, s.SimCA, 20*time.Second)
 		if lastErr == nil {
+			s.ControlURL, s.ControlToken = s.SimURL, s.SimToken
 			s.printf("    simulator at %s (pid %d, log %s)\n", s.SimURL, p.cmd.Process.Pid, s.SimLog)
 			return nil
 		}
