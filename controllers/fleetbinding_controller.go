@@ -105,7 +105,8 @@ type step func(context.Context, *scope) (reconcile.Result, error)
 // +kubebuilder:rbac:groups=vk.flightctl.io,resources=fleetbindings,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=vk.flightctl.io,resources=fleetbindings/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=vk.flightctl.io,resources=fleetbindings/finalizers,verbs=update
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=serviceaccounts/token,verbs=create,resourceNames=vk-flightctl-provider
 // +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
@@ -287,6 +288,7 @@ func (r *FleetBindingReconciler) reconcileDelete(ctx context.Context, b *vkv1.Fl
 			return reconcile.Result{}, err
 		}
 	}
+	r.Connections.Forget(client.ObjectKeyFromObject(b))
 	controllerutil.RemoveFinalizer(b, vkv1.FleetBindingFinalizer)
 	if err := r.Client.Update(ctx, b); err != nil && !apierrors.IsNotFound(err) {
 		return reconcile.Result{}, err

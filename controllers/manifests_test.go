@@ -62,12 +62,12 @@ var _ = Describe("Manifests", func() {
 	// rule added to the generated ClusterRole without a line here fails.
 	It("grants the manager only the permissions it has a reason for", func() {
 		reasons := map[string]string{
-			"/configmaps:get,list,watch":                                "settings ConfigMap (watched in the manager's namespace only) and pod env/volume references (get)",
+			"/configmaps,secrets:get,list,watch":                        "settings ConfigMap (watched in the manager's namespace only); pod env/volume references (get); credentials Secrets: get reads them, list/watch are a metadata-only watch (no Secret data reaches the manager) so a rotation takes effect in seconds",
+			"/serviceaccounts/token:create":                             "Kubernetes authentication to Flightctl: tokens of the manager's own ServiceAccount only (resourceNames)",
 			"/events:create,patch,update":                               "pod events (Pulling, FailedScheduling, DeviceTimeout, ...)",
 			"/nodes:create,delete,get,patch":                            "register, update taints of, and remove the virtual nodes",
 			"/nodes/status,pods/status:get,patch,update":                "node heartbeats/capacity and pod status from devices",
 			"/pods:delete,get,list,patch,watch":                         "watch the nodes' pods, record placement, remove pods after their workload stopped or their device timed out",
-			"/secrets:get":                                              "credentials Secret a FleetBinding names, and pod env/volume references; no list/watch",
 			"coordination.k8s.io/leases:create,get,update":              "node leases (heartbeats)",
 			"events.k8s.io/events:create,patch":                         "FleetBinding events",
 			"authentication.k8s.io/tokenreviews:create":                 "kubelet API: authenticate bearer tokens like a kubelet",

@@ -31,6 +31,7 @@ const (
 	ReasonInvalidCA             = "InvalidCA"
 	ReasonInvalidSelector       = "InvalidSelector"
 	ReasonUnauthorized          = "Unauthorized"
+	ReasonTokenRefreshFailed    = "TokenRefreshFailed"
 	ReasonTLSVerificationFailed = "TLSVerificationFailed"
 	ReasonFlightctlUnreachable  = "FlightctlUnreachable"
 	ReasonFlightctlError        = "FlightctlError"

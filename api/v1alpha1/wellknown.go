@@ -48,8 +48,30 @@ const (
 	// SecretKeyCACert is an optional PEM CA bundle that signs the API's certificate.
 	SecretKeyCACert = "ca.crt"
 	// SecretKeyClientYAML is an optional Flightctl CLI client.yaml; keys above
-	// override what it says.
+	// override what it says. Its authentication.refresh-token, with the
+	// auth-provider `flightctl login` recorded, makes the manager refresh
+	// the access token through that provider.
 	SecretKeyClientYAML = "client.yaml"
+
+	// OAuth2/OIDC client credentials (a service account of the identity
+	// provider), exclusive with auth-token and kubernetes-token-audience.
+	// The token endpoint is SecretKeyOAuthTokenURL, or found through the
+	// discovery document of SecretKeyOIDCIssuerURL.
+	SecretKeyOAuthClientID     = "oauth-client-id"
+	SecretKeyOAuthClientSecret = "oauth-client-secret"
+	SecretKeyOAuthTokenURL     = "oauth-token-url"
+	SecretKeyOIDCIssuerURL     = "oidc-issuer-url"
+	// SecretKeyOAuthScopes are space- or comma-separated scopes to ask for.
+	SecretKeyOAuthScopes = "oauth-scopes"
+	// SecretKeyOAuthAudience is sent as the audience parameter, for
+	// providers that need it to issue a token for Flightctl.
+	SecretKeyOAuthAudience = "oauth-audience"
+
+	// SecretKeyKubernetesTokenAudience selects Kubernetes authentication
+	// (Flightctl's k8s auth provider): the manager requests tokens for its
+	// own ServiceAccount with this audience (TokenRequest API) and renews
+	// them before they expire.
+	SecretKeyKubernetesTokenAudience = "kubernetes-token-audience"
 )
 
 // EventComponent is the source of every event vk-flightctl records on pods.

@@ -36,6 +36,7 @@ func run() error {
 	flag.DurationVar(&opts.RenewDeadline, "leader-elect-renew-deadline", opts.RenewDeadline, "how long the leader keeps retrying to renew before it gives up leadership (0: 10s)")
 	flag.DurationVar(&opts.RetryPeriod, "leader-elect-retry-period", opts.RetryPeriod, "how often leader election acts (0: 2s)")
 	flag.StringVar(&opts.Namespace, "namespace", opts.Namespace, "namespace of the vk-flightctl-config ConfigMap and the leader Lease (default $POD_NAMESPACE, else default)")
+	flag.StringVar(&opts.ServiceAccountName, "service-account-name", opts.ServiceAccountName, "the manager's own ServiceAccount in --namespace, whose tokens a binding with kubernetes-token-audience presents to Flightctl (default $POD_SERVICE_ACCOUNT, else vk-flightctl-provider)")
 	flag.BoolVar(&opts.EnableNodes, "enable-nodes", opts.EnableNodes, "run virtual nodes (false: only validate bindings and report status)")
 	flag.StringVar(&opts.KubeletListenAddr, "kubelet-listen-address", opts.KubeletListenAddr, "host:port of the TLS kubelet API all virtual nodes share; the host is advertised as the nodes' InternalIP (port 0: a free port)")
 	flag.StringVar(&opts.KubeletCertFile, "kubelet-tls-cert-file", "", "kubelet API serving certificate (PEM); empty: self-signed")

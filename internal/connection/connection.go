@@ -12,10 +12,12 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	vkv1 "github.com/vk-flightctl/vk-flightctl/api/v1alpha1"
@@ -61,6 +63,11 @@ type Resolved struct {
 type Options struct {
 	// ClientOptions are applied to every client (logger, metrics, timeouts).
 	ClientOptions func(*flightctl.Config)
+	// Kube requests ServiceAccount tokens for Kubernetes authentication.
+	Kube kubernetes.Interface
+	// ServiceAccount is the manager's own ServiceAccount, whose tokens
+	// Kubernetes authentication presents to Flightctl.
+	ServiceAccount types.NamespacedName
 }
 
 // Builder resolves connections. It reads Secrets with an uncached reader so
@@ -68,6 +75,12 @@ type Options struct {
 type Builder struct {
 	Reader  client.Reader
 	Options Options
+
+	// mu guards resolved: the last connection built per binding, reused
+	// while the Secret is unchanged so a refreshing token source (and its
+	// token) outlives one reconcile.
+	mu       sync.Mutex
+	resolved map[types.NamespacedName]*Resolved
 }
 
 // Resolve reads the binding's Secret and builds a client. It does not call
@@ -84,8 +97,19 @@ func (b *Builder) Resolve(ctx context.Context, fb *vkv1.FleetBinding) (*Resolved
 	if err != nil {
 		return nil, &Error{Reason: vkv1.ReasonSecretNotFound, Transient: true, Message: fmt.Sprintf("reading Secret %s/%s: %v", fb.Namespace, ref, err)}
 	}
-	cfg, err := configFromSecret(fb, &s)
+	cfg, creds, err := configFromSecret(fb, &s)
 	if err != nil {
+		return nil, err
+	}
+	key := types.NamespacedName{Namespace: fb.Namespace, Name: fb.Name}
+	fp := fingerprint(cfg, creds.secrets)
+	b.mu.Lock()
+	prev := b.resolved[key]
+	b.mu.Unlock()
+	if prev != nil && prev.Fingerprint == fp {
+		return prev, nil
+	}
+	if cfg.TokenSource, err = b.tokenSource(creds, cfg.CAData); err != nil {
 		return nil, err
 	}
 	if b.Options.ClientOptions != nil {
@@ -95,18 +119,49 @@ func (b *Builder) Resolve(ctx context.Context, fb *vkv1.FleetBinding) (*Resolved
 	if err != nil {
 		return nil, &Error{Reason: vkv1.ReasonSecretInvalid, Message: fmt.Sprintf("Secret %s/%s: %v", fb.Namespace, ref, err)}
 	}
-	return &Resolved{Client: c, URL: cfg.Server, Insecure: cfg.InsecureSkipVerify, Fingerprint: fingerprint(cfg)}, nil
+	r := &Resolved{Client: c, URL: cfg.Server, Insecure: cfg.InsecureSkipVerify, Fingerprint: fp}
+	b.mu.Lock()
+	if b.resolved == nil {
+		b.resolved = map[types.NamespacedName]*Resolved{}
+	}
+	b.resolved[key] = r
+	b.mu.Unlock()
+	return r, nil
 }
 
-func configFromSecret(fb *vkv1.FleetBinding, s *corev1.Secret) (flightctl.Config, error) {
+// Forget drops the connection kept for a deleted binding.
+func (b *Builder) Forget(key types.NamespacedName) {
+	b.mu.Lock()
+	delete(b.resolved, key)
+	b.mu.Unlock()
+}
+
+func configFromSecret(fb *vkv1.FleetBinding, s *corev1.Secret) (flightctl.Config, *credentials, error) {
 	where := fmt.Sprintf("Secret %s/%s", s.Namespace, s.Name)
 	var cfg flightctl.Config
 	if raw, ok := s.Data[vkv1.SecretKeyClientYAML]; ok && len(raw) > 0 {
 		parsed, err := flightctl.ConfigFromClientYAML(raw, "")
 		if err != nil {
-			return cfg, &Error{Reason: vkv1.ReasonSecretInvalid, Message: fmt.Sprintf("%s key %s: %v", where, vkv1.SecretKeyClientYAML, err)}
+			return cfg, nil, &Error{Reason: vkv1.ReasonSecretInvalid, Message: fmt.Sprintf("%s key %s: %v", where, vkv1.SecretKeyClientYAML, err)}
 		}
 		cfg = parsed
+	}
+	creds, err := readCredentials(s, where)
+	if err != nil {
+		return cfg, nil, err
+	}
+	cfg, err = checkConfig(fb, s, cfg, creds, where)
+	return cfg, creds, err
+}
+
+// checkConfig completes cfg from the Secret's keys and the binding's spec
+// and refuses what cannot work.
+func checkConfig(fb *vkv1.FleetBinding, s *corev1.Secret, cfg flightctl.Config, creds *credentials, where string) (flightctl.Config, error) {
+	refreshing := creds.clientCredentials != nil || creds.refresh != nil || creds.kubeAudience != ""
+	if refreshing {
+		// A refreshing mode brings its own tokens; a client.yaml's
+		// access-token is only the refresh mode's first one.
+		cfg.Token = ""
 	}
 	if v := strings.TrimSpace(string(s.Data[vkv1.SecretKeyAPIURL])); v != "" {
 		cfg.Server = v
@@ -120,8 +175,11 @@ func configFromSecret(fb *vkv1.FleetBinding, s *corev1.Secret) (flightctl.Config
 	if cfg.Server == "" {
 		return cfg, &Error{Reason: vkv1.ReasonSecretInvalid, Message: fmt.Sprintf("%s has no %q key (nor a %s with service.server): add the Flightctl API URL, e.g. https://flightctl.example.com:3443", where, vkv1.SecretKeyAPIURL, vkv1.SecretKeyClientYAML)}
 	}
-	if cfg.Token == "" {
-		return cfg, &Error{Reason: vkv1.ReasonSecretInvalid, Message: fmt.Sprintf("%s has no %q key (nor a %s with authentication.access-token): add a Flightctl bearer token", where, vkv1.SecretKeyAuthToken, vkv1.SecretKeyClientYAML)}
+	if cfg.Token == "" && !refreshing {
+		return cfg, &Error{Reason: vkv1.ReasonSecretInvalid, Message: fmt.Sprintf(
+			"%s has no credentials: add a Flightctl bearer token (%q), OAuth client credentials (%q, %q and %q or %q), %q for Kubernetes authentication, or a %s with an access or refresh token",
+			where, vkv1.SecretKeyAuthToken, vkv1.SecretKeyOAuthClientID, vkv1.SecretKeyOAuthClientSecret, vkv1.SecretKeyOAuthTokenURL,
+			vkv1.SecretKeyOIDCIssuerURL, vkv1.SecretKeyKubernetesTokenAudience, vkv1.SecretKeyClientYAML)}
 	}
 	u, err := url.Parse(cfg.Server)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
@@ -155,6 +213,9 @@ func Classify(err error, apiURL string) *Error {
 		return ce
 	}
 	switch {
+	case flightctl.IsTokenError(err):
+		return &Error{Reason: vkv1.ReasonTokenRefreshFailed, Transient: true, Message: fmt.Sprintf(
+			"getting an access token for Flightctl at %s failed (%s): check the credentials in the Secret; retrying with backoff", apiURL, refreshFailure(err))}
 	case flightctl.IsUnauthorized(err):
 		return &Error{Reason: vkv1.ReasonUnauthorized, Message: fmt.Sprintf("Flightctl at %s refused the token (%v): put a valid token in the credentials Secret's %s key", apiURL, err, vkv1.SecretKeyAuthToken)}
 	case isTLSError(err):
@@ -181,9 +242,9 @@ func isTLSError(err error) bool {
 
 // fingerprint hashes every input of the client so a change to any of them
 // (a rotated token included) is noticed without keeping the token around.
-func fingerprint(cfg flightctl.Config) string {
+func fingerprint(cfg flightctl.Config, secrets []string) string {
 	h := sha256.New()
-	for _, part := range []string{cfg.Server, cfg.Token, string(cfg.CAData), cfg.TLSServerName, cfg.OrgID, fmt.Sprint(cfg.InsecureSkipVerify)} {
+	for _, part := range append([]string{cfg.Server, cfg.Token, string(cfg.CAData), cfg.TLSServerName, cfg.OrgID, fmt.Sprint(cfg.InsecureSkipVerify)}, secrets...) {
 		h.Write([]byte(part))
 		h.Write([]byte{0})
 	}

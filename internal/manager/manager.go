@@ -15,8 +15,11 @@ import (
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -63,6 +66,10 @@ type Options struct {
 	// TokenReview and SubjectAccessReview (get on the /metrics URL), as
 	// controller-runtime recommends. Off only for loopback-only setups.
 	MetricsSecure bool
+	// ServiceAccountName is the manager's own ServiceAccount (in
+	// Namespace), whose tokens Kubernetes authentication to Flightctl
+	// presents.
+	ServiceAccountName string
 	// SkipControllerNameValidation lets one process build several
 	// managers (test suites restart the manager).
 	SkipControllerNameValidation bool
@@ -95,16 +102,21 @@ func DefaultOptions() Options {
 	if ns == "" {
 		ns = "default"
 	}
+	sa := os.Getenv("POD_SERVICE_ACCOUNT")
+	if sa == "" {
+		sa = "vk-flightctl-provider"
+	}
 	return Options{
-		MetricsAddr:       "127.0.0.1:8443",
-		MetricsSecure:     true,
-		ProbeAddr:         "127.0.0.1:8081",
-		LeaderElectionID:  "vk-flightctl-provider",
-		Namespace:         ns,
-		EnableNodes:       true,
-		KubeletListenAddr: "127.0.0.1:10250",
-		GracefulShutdown:  30 * time.Second,
-		PodSyncWorkers:    node.DefaultPodSyncWorkers,
+		ServiceAccountName: sa,
+		MetricsAddr:        "127.0.0.1:8443",
+		MetricsSecure:      true,
+		ProbeAddr:          "127.0.0.1:8081",
+		LeaderElectionID:   "vk-flightctl-provider",
+		Namespace:          ns,
+		EnableNodes:        true,
+		KubeletListenAddr:  "127.0.0.1:10250",
+		GracefulShutdown:   30 * time.Second,
+		PodSyncWorkers:     node.DefaultPodSyncWorkers,
 	}
 }
 
@@ -161,6 +173,10 @@ func controllerOptions(o Options) ctrl.Options {
 				Namespaces: map[string]cache.Config{o.Namespace: {}},
 				Field:      fields.OneTermEqualSelector("metadata.name", settings.ConfigMapName),
 			},
+			// Secrets are watched as metadata only, to notice rotations.
+			// kubectl apply keeps a copy of the data in an annotation, so
+			// annotations never enter the cache.
+			secretMetadata(): {Transform: stripSecretMetadata},
 		}},
 	}
 	if o.MetricsSecure {
@@ -184,6 +200,21 @@ func controllerOptions(o Options) ctrl.Options {
 
 func disableHTTP2(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }
 
+func secretMetadata() *metav1.PartialObjectMetadata {
+	return &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"}}
+}
+
+// stripSecretMetadata keeps a Secret's name, namespace and version: all
+// the rotation watch needs.
+func stripSecretMetadata(obj any) (any, error) {
+	if a, err := meta.Accessor(obj); err == nil {
+		a.SetAnnotations(nil)
+		a.SetManagedFields(nil)
+		a.SetLabels(nil)
+	}
+	return obj, nil
+}
+
 // setup adds every controller and runnable to mgr.
 func setup(mgr ctrl.Manager, o Options, logger logr.Logger) error {
 	clientOpts := func(c *flightctl.Config) {
@@ -195,7 +226,15 @@ func setup(mgr ctrl.Manager, o Options, logger logr.Logger) error {
 	if err := flightctl.RegisterMetrics(metrics.Registry); err != nil {
 		return fmt.Errorf("registering Flightctl client metrics: %w", err)
 	}
-	builder := &connection.Builder{Reader: mgr.GetAPIReader(), Options: connection.Options{ClientOptions: clientOpts}}
+	kube, err := kubernetes.NewForConfig(mgr.GetConfig())
+	if err != nil {
+		return fmt.Errorf("creating a Kubernetes client: %w", err)
+	}
+	builder := &connection.Builder{Reader: mgr.GetAPIReader(), Options: connection.Options{
+		ClientOptions:  clientOpts,
+		Kube:           kube,
+		ServiceAccount: types.NamespacedName{Namespace: o.Namespace, Name: o.ServiceAccountName},
+	}}
 	r := &controllers.FleetBindingReconciler{
 		Client:         mgr.GetClient(),
 		APIReader:      mgr.GetAPIReader(),
@@ -206,10 +245,6 @@ func setup(mgr ctrl.Manager, o Options, logger logr.Logger) error {
 		ProbeInventory: nodeapi.ListInventory,
 	}
 	if o.EnableNodes {
-		kube, err := kubernetes.NewForConfig(mgr.GetConfig())
-		if err != nil {
-			return fmt.Errorf("creating a Kubernetes client for the virtual nodes: %w", err)
-		}
 		host, _, err := splitHostPort(o.KubeletListenAddr)
 		if err != nil {
 			return err

@@ -12,9 +12,11 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
+	"golang.org/x/oauth2"
 )
 
 // APIVersionHeader is the request header that pins the API version. The
@@ -37,8 +39,11 @@ const (
 
 // Client talks to one Flightctl API server. It is safe for concurrent use.
 type Client struct {
-	base      *url.URL // scheme://host[:port][/prefix]/api/v1, no trailing slash
-	token     string
+	base   *url.URL // scheme://host[:port][/prefix]/api/v1, no trailing slash
+	token  string
+	tokens oauth2.TokenSource
+	// lastToken is the newest token tokens gave, kept to redact it.
+	lastToken atomic.Pointer[string]
 	orgID     string
 	timeout   time.Duration
 	retry     RetryConfig
@@ -69,6 +74,7 @@ func New(cfg Config) (*Client, error) {
 	c := &Client{
 		base:      base,
 		token:     token,
+		tokens:    cfg.TokenSource,
 		orgID:     cfg.OrgID,
 		timeout:   cfg.Timeout,
 		retry:     cfg.Retry.withDefaults(),
@@ -242,8 +248,12 @@ func (c *Client) attempt(ctx context.Context, r request, u string, n int) (*resp
 	req.Header.Set("Accept", contentTypeJSON)
 	req.Header.Set(APIVersionHeader, apiVersionValue)
 	req.Header.Set("User-Agent", c.userAgent)
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
+	bearer, err := c.bearer()
+	if err != nil {
+		return nil, 0, fmt.Errorf("flightctl %s: %w: %w", r.op, errPermanent, err)
+	}
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
 	}
 	if r.body != nil {
 		req.Header.Set("Content-Type", r.contentType)
@@ -337,15 +347,42 @@ func (c *Client) url(path string, q url.Values) string {
 	return s
 }
 
-// scrub wraps err so its text cannot reveal the token.
-func (c *Client) scrub(err error) error {
-	if err == nil || len(c.token) < minRedactLen {
-		return err
+// bearer is the token for the next request: the static one, or a fresh
+// one from the token source (which refreshes it when it is about to
+// expire). A source that fails yields a *TokenError.
+func (c *Client) bearer() (string, error) {
+	if c.tokens == nil {
+		return c.token, nil
 	}
-	return &redactingError{err: err, msg: redact(err.Error(), c.token)}
+	t, err := c.tokens.Token()
+	if err != nil {
+		return "", &TokenError{Err: err}
+	}
+	if t.AccessToken != "" {
+		c.lastToken.Store(&t.AccessToken)
+	}
+	return t.AccessToken, nil
 }
 
-func (c *Client) scrubString(s string) string { return redact(s, c.token) }
+// scrub wraps err so its text cannot reveal the token.
+func (c *Client) scrub(err error) error {
+	if err == nil {
+		return nil
+	}
+	msg := c.scrubString(err.Error())
+	if msg == err.Error() {
+		return err
+	}
+	return &redactingError{err: err, msg: msg}
+}
+
+func (c *Client) scrubString(s string) string {
+	s = redact(s, c.token)
+	if t := c.lastToken.Load(); t != nil {
+		s = redact(s, *t)
+	}
+	return s
+}
 
 // typed is implemented by the wire types that carry apiVersion and kind.
 type typed interface {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"golang.org/x/oauth2"
 	"sigs.k8s.io/yaml"
 )
 
@@ -28,6 +29,12 @@ type Config struct {
 	// Token is sent as "Authorization: Bearer <Token>". It never appears in
 	// errors or logs.
 	Token string
+	// TokenSource, when set, is asked for the bearer token on every
+	// request instead of Token: an OAuth2/OIDC source that refreshes
+	// before expiry (wrap it in oauth2.ReuseTokenSource), or one that
+	// re-reads a projected ServiceAccount token. Its tokens are kept out
+	// of errors and logs like Token.
+	TokenSource oauth2.TokenSource
 	// CAData is a PEM bundle of CAs trusted for the server's certificate.
 	// Empty means the system roots.
 	CAData []byte
@@ -59,7 +66,7 @@ type Config struct {
 // String hides the token so that printing a Config with %v or %+v is safe.
 func (c Config) String() string {
 	tok := ""
-	if c.Token != "" {
+	if c.Token != "" || c.TokenSource != nil {
 		tok = "[REDACTED]"
 	}
 	return fmt.Sprintf("flightctl.Config{Server:%q Token:%q CAData:%d bytes TLSServerName:%q InsecureSkipVerify:%t OrgID:%q Timeout:%s}",

@@ -202,6 +202,24 @@ func isPermanentTransportError(err error) bool {
 		errors.As(err, &invalid) || errors.As(err, &verify) || errors.As(err, &recordHeader)
 }
 
+// TokenError is a failure to get a bearer token from the client's token
+// source: the identity provider refused the client credentials or the
+// refresh token, or could not be reached. No request was sent.
+type TokenError struct {
+	// Err is the token source's error; for an OAuth2 token endpoint that
+	// answered, an *oauth2.RetrieveError with the provider's error code.
+	Err error
+}
+
+func (e *TokenError) Error() string { return "getting a Flightctl access token: " + e.Err.Error() }
+func (e *TokenError) Unwrap() error { return e.Err }
+
+// IsTokenError reports whether err is a failure to get a token.
+func IsTokenError(err error) bool {
+	var te *TokenError
+	return errors.As(err, &te)
+}
+
 // errPermanent marks failures on the client side that a retry would
 // repeat: a request that cannot be built, a response too large to accept.
 var errPermanent = errors.New("permanent failure")

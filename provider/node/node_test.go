@@ -33,6 +33,12 @@ type fixture struct {
 }
 
 func newFixture(ctx context.Context, simOpts flightctlsim.Options, mutate func(*vkv1.FleetBinding)) *fixture {
+	return newFixtureWithCredentials(ctx, simOpts, nil, mutate)
+}
+
+// newFixtureWithCredentials is newFixture with the credentials Secret's
+// data made by creds from the simulator (nil: its URL and static token).
+func newFixtureWithCredentials(ctx context.Context, simOpts flightctlsim.Options, creds func(*flightctlsim.Sim) map[string]string, mutate func(*vkv1.FleetBinding)) *fixture {
 	fixtureCount++
 	f := &fixture{ns: fmt.Sprintf("node-%d", fixtureCount)}
 	Expect(k8sClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: f.ns}})).To(Succeed())
@@ -44,7 +50,7 @@ func newFixture(ctx context.Context, simOpts flightctlsim.Options, mutate func(*
 	Expect(f.sim.Start()).To(Succeed())
 	DeferCleanup(f.sim.Close)
 	Expect(k8sClient.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "flightctl-credentials"},
-		StringData: map[string]string{"api-url": f.sim.URL(), "auth-token": f.sim.Token()}})).To(Succeed())
+		StringData: secretData(f.sim, creds)})).To(Succeed())
 	f.binding = &vkv1.FleetBinding{
 		ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "edge"},
 		Spec: vkv1.FleetBindingSpec{
@@ -67,6 +73,13 @@ func newFixture(ctx context.Context, simOpts flightctlsim.Options, mutate func(*
 	})
 	Eventually(func() bool { return nodeReady(ctx, f.node) }, 60*time.Second).Should(BeTrue(), "node %s never became Ready", f.node)
 	return f
+}
+
+func secretData(sim *flightctlsim.Sim, creds func(*flightctlsim.Sim) map[string]string) map[string]string {
+	if creds == nil {
+		return map[string]string{"api-url": sim.URL(), "auth-token": sim.Token()}
+	}
+	return creds(sim)
 }
 
 func nodeReady(ctx context.Context, name string) bool {

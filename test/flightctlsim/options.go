@@ -51,6 +51,11 @@ type Options struct {
 	// Token is the bearer token clients must send; empty means a random one
 	// (see Sim.Token).
 	Token string
+	// TokenVerifier, when set, also accepts the bearer tokens it approves
+	// (JWTs of an OIDC issuer, Kubernetes ServiceAccount tokens through a
+	// TokenReview), the way a real server authenticates with an identity
+	// provider. Token keeps working beside it.
+	TokenVerifier func(token string) bool
 	// TLS serves HTTPS with a CA and server certificate generated in
 	// memory for 127.0.0.1, ::1 and localhost (see Sim.CACertPEM).
 	TLS bool

@@ -123,7 +123,6 @@ type remoteAgent struct {
 	applied   int64
 	updating  bool
 	since     time.Time // Updating condition's last transition
-	lastPhase string
 }
 
 // StartRemoteAgents enrols every device (in parallel, a few at a time)
@@ -178,7 +177,9 @@ func StartRemoteAgents(ctx context.Context, opts RemoteOptions) (*RemoteAgents, 
 			r.mu.Lock()
 			r.agents[d.Name] = a
 			r.mu.Unlock()
-			r.Reconnect(d.Name)
+			if err := r.Reconnect(d.Name); err != nil {
+				errs <- fmt.Errorf("device %s: %w", d.Name, err)
+			}
 		}(d)
 	}
 	wg.Wait()

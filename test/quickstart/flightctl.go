@@ -333,7 +333,7 @@ func (r *run) simctl(verb, dev string) error {
 		r.printf("%s\n", indent(s, "    "))
 	}
 	if err != nil {
-		return fmt.Errorf("flightctl-sim %s %s: %v", verb, dev, err)
+		return fmt.Errorf("flightctl-sim %s %s: %w", verb, dev, err)
 	}
 	return nil
 }

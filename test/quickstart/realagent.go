@@ -60,7 +60,7 @@ var enrollURL = regexp.MustCompile(`/enroll/([a-z0-9]{16,})`)
 func StartRealAgent(ctx context.Context, ext *ExternalFlightctl, binDir, dir string, labels map[string]string, out io.Writer) (*RealAgent, error) {
 	for _, b := range []string{"flightctl", "flightctl-agent"} {
 		if _, err := os.Stat(filepath.Join(binDir, b)); err != nil {
-			return nil, fmt.Errorf("%s: build it with hack/build-flightctl.sh (make flightctl-binaries)", err)
+			return nil, fmt.Errorf("%w: build it with hack/build-flightctl.sh (make flightctl-binaries)", err)
 		}
 	}
 	home, root := filepath.Join(dir, "home"), filepath.Join(dir, "root")
@@ -76,7 +76,7 @@ func StartRealAgent(ctx context.Context, ext *ExternalFlightctl, binDir, dir str
 		cmd.Stderr = &stderr
 		b, err := cmd.Output()
 		if err != nil {
-			return nil, fmt.Errorf("flightctl %s: %v: %s", args[0], err, strings.TrimSpace(stderr.String()))
+			return nil, fmt.Errorf("flightctl %s: %w: %s", args[0], err, strings.TrimSpace(stderr.String()))
 		}
 		return b, nil
 	}
@@ -147,7 +147,7 @@ func StartRealAgent(ctx context.Context, ext *ExternalFlightctl, binDir, dir str
 			break
 		}
 		if code != http.StatusNotFound { // not created yet: retry
-			return nil, fmt.Errorf("approving %s: %d %s %v", a.Name, code, msg, err)
+			return nil, fmt.Errorf("approving %s: %d %s %w", a.Name, code, msg, err)
 		}
 		if err := a.waitStep(ctx, deadline, "create its enrollment request"); err != nil {
 			return nil, err
@@ -176,7 +176,7 @@ func (a *RealAgent) Device(ctx context.Context) (cpuCores, memoryKb string, err 
 	var d device
 	code, msg, err := a.api(ctx, http.MethodGet, "/api/v1/devices/"+a.Name, "", &d)
 	if err != nil || code != http.StatusOK {
-		return "", "", fmt.Errorf("GET device %s: %d %s %v", a.Name, code, msg, err)
+		return "", "", fmt.Errorf("GET device %s: %d %s %w", a.Name, code, msg, err)
 	}
 	cpu, _ := d.Status.SystemInfo["cpuCores"].(string)
 	mem, _ := d.Status.SystemInfo["memoryTotalKb"].(string)
@@ -203,7 +203,7 @@ func (a *RealAgent) Delete(ctx context.Context) error {
 	var errs []error
 	for _, p := range []string{"/api/v1/devices/", "/api/v1/enrollmentrequests/"} {
 		if code, msg, err := a.api(ctx, http.MethodDelete, p+a.Name, "", nil); err != nil || code != http.StatusOK {
-			errs = append(errs, fmt.Errorf("DELETE %s%s: %d %s %v", p, a.Name, code, msg, err))
+			errs = append(errs, fmt.Errorf("DELETE %s%s: %d %s %w", p, a.Name, code, msg, err))
 		}
 	}
 	return errors.Join(errs...)

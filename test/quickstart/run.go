@@ -25,7 +25,7 @@ const kubectlTimeout = 60 * time.Second
 // report lists everything that is wrong; helpers that make the rest
 // meaningless return an error that the scenario returns at once.
 type run struct {
-	ctx      context.Context
+	ctx      context.Context //nolint:containedctx // a run lives for one scenario call, and every helper of it works under that call's context
 	e        *Env
 	w        *lockedWriter
 	failures []string
@@ -117,7 +117,7 @@ func (r *run) kubectlIn(stdin string, args ...string) (string, error) {
 		r.printf("%s\n", indent(out, "    "))
 	}
 	if err != nil {
-		return stdout + stderr, fmt.Errorf("kubectl %s: %v: %s", shellJoin(args), err, strings.TrimSpace(stderr))
+		return stdout + stderr, fmt.Errorf("kubectl %s: %w: %s", shellJoin(args), err, strings.TrimSpace(stderr))
 	}
 	return stdout, nil
 }
@@ -127,7 +127,7 @@ func (r *run) kubectlIn(stdin string, args ...string) (string, error) {
 func (r *run) kubectlQuiet(args ...string) (string, error) {
 	stdout, stderr, err := r.exec("", args...)
 	if err != nil {
-		return stdout, fmt.Errorf("kubectl %s: %v: %s", shellJoin(args), err, strings.TrimSpace(stderr))
+		return stdout, fmt.Errorf("kubectl %s: %w: %s", shellJoin(args), err, strings.TrimSpace(stderr))
 	}
 	return stdout, nil
 }
@@ -394,7 +394,7 @@ func shellQuote(s string) string {
 	}
 	safe := true
 	for _, c := range s {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("-_./=:,@%+", c)) {
+		if (c < 'a' || c > 'z') && (c < 'A' || c > 'Z') && (c < '0' || c > '9') && !strings.ContainsRune("-_./=:,@%+", c) {
 			safe = false
 			break
 		}

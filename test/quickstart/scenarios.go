@@ -344,7 +344,7 @@ func (r *run) sampleReady(ns, name string) (stop func() []string) {
 				continue
 			}
 			state := podState(p)
-			if !(p.Status.Phase == corev1.PodRunning && podReady(p)) && state != last {
+			if (p.Status.Phase != corev1.PodRunning || !podReady(p)) && state != last {
 				blips = append(blips, fmt.Sprintf("+%s %s", round(time.Since(start)), state))
 			}
 			last = state
@@ -874,7 +874,6 @@ func Scenario5Disconnect(ctx context.Context, e *Env) error {
 	}
 	r.noteDetectionWait(dev)
 	stop = r.watch("get", "pod", podResil, "-n", nsDefault)
-	took = 0
 	if _, took, err = r.waitPod(nsDefault, podResil, r.unknownLimit(), "STATUS Unknown", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodUnknown }); err != nil {
 		r.fail("%v", err)
 	} else {

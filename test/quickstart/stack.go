@@ -463,7 +463,7 @@ func (s *Stack) startSim(ctx context.Context) error {
 			s.printf("    simulator at %s (pid %d, log %s)\n", s.SimURL, p.cmd.Process.Pid, s.SimLog)
 			return nil
 		}
-		s.stop("flightctl-sim")
+		_ = s.stop("flightctl-sim")
 		if !logSays(s.SimLog, "address already in use") {
 			break
 		}
@@ -963,7 +963,7 @@ func (s *Stack) kubectlQuiet(ctx context.Context, stdin string, args ...string) 
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		return stdout.String(), fmt.Errorf("kubectl %s: %v: %s", shellJoin(args), err, strings.TrimSpace(stderr.String()))
+		return stdout.String(), fmt.Errorf("kubectl %s: %w: %s", shellJoin(args), err, strings.TrimSpace(stderr.String()))
 	}
 	return stdout.String(), nil
 }

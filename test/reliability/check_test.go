@@ -45,8 +45,6 @@ const (
 	kindTerminating = "terminating"
 	// deployment: the Deployment does not have its replicas ready.
 	kindDeployment = "deployment"
-	// rescheduled: a DeviceTimeout reschedule where none may happen.
-	kindRescheduled = "unexpected-reschedule"
 )
 
 type violation struct {

@@ -209,12 +209,12 @@ func (c *churner) step(ctx context.Context) {
 	}
 	var choices []choice
 	if n < c.maxBare {
-		choices = append(choices, choice{3, func(ctx context.Context) { c.create(ctx, "bare", false) }})
+		choices = append(choices, choice{3, func(ctx context.Context) { _, _ = c.create(ctx, "bare", false) }})
 	}
 	if n > 0 {
 		victim := names[c.intN(n)]
 		choices = append(choices,
-			choice{3, func(ctx context.Context) { c.reimage(ctx, victim, false) }},
+			choice{3, func(ctx context.Context) { _ = c.reimage(ctx, victim, false) }},
 			choice{2, func(ctx context.Context) { c.delete(ctx, victim) }})
 	}
 	choices = append(choices, choice{2, c.scale})

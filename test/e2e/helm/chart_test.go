@@ -136,7 +136,8 @@ var _ = Describe("Helm chart", Ordered, func() {
 			{"patch", "pods/status", "", "yes"},
 			{"update", "leases.coordination.k8s.io", namespace, "yes"},
 			{"get", "secrets", quickstart.DefaultBindingNamespace, "yes"},
-			{"list", "secrets", quickstart.DefaultBindingNamespace, "no"},
+			// list/watch back a metadata-only watch of credentials Secrets.
+			{"list", "secrets", quickstart.DefaultBindingNamespace, "yes"},
 			{"create", "pods", quickstart.DefaultBindingNamespace, "no"},
 		} {
 			args := []string{"auth", "can-i", c.verb, c.resource, "--as", sa}
