@@ -11,7 +11,9 @@
 #           request. Idempotent: a running service is left as it is.
 #   down    stop every process `up` started; no listener is left behind.
 #   env     print FLIGHTCTL_URL, FLIGHTCTL_TOKEN (a fresh token), FLIGHTCTL_CA
-#           and FLIGHTCTL_AGENT_ENDPOINT as shell exports:
+#           and FLIGHTCTL_AGENT_ENDPOINT as shell exports, and the issuer's
+#           URL, client id and client secret file (FLIGHTCTL_OIDC_*; its token
+#           endpoint issues $REAL_OIDC_ACCESS_TTL tokens, default 10s):
 #             eval "$(hack/real-flightctl.sh env)"
 #   status  say what is running.
 #
@@ -49,6 +51,10 @@ FHOME="$STATE/home" # HOME of the Flightctl processes: ~/.flightctl/config.yaml
 PKI="$STATE/pki"
 PGDATA="$STATE/postgres"
 ISSUER_URL="http://$HOST:$ISSUER_PORT"
+# Lifetime of tokens the issuer's token endpoint hands out (client
+# credentials and refresh grants, as vk-flightctl's refreshing credentials
+# ask for); short, so tests see many expiries. Minted tokens (env) differ.
+OIDC_ACCESS_TTL="${REAL_OIDC_ACCESS_TTL:-10s}"
 API_URL="https://$HOST:$API_PORT"
 AGENT_URL="https://$HOST:$AGENT_PORT"
 
@@ -174,7 +180,7 @@ start_issuer() {
   port_listening "$GORM_PORT" && die "127.0.0.1:$GORM_PORT (gorm's exporter port) is already taken by another process; stop it first (ss -ltnp 'sport = :$GORM_PORT')"
   start_proc oidc-issuer "$LOGS/oidc-issuer.log" "$BIN/oidc-issuer" serve \
     --listen "$HOST:$ISSUER_PORT" --key "$STATE/secrets/oidc-key.pem" \
-    --client-secret-file "$STATE/secrets/oidc-client" --hold "$HOST:$GORM_PORT"
+    --client-secret-file "$STATE/secrets/oidc-client" --access-ttl "$OIDC_ACCESS_TTL" --hold "$HOST:$GORM_PORT"
   wait_port "$ISSUER_PORT" issuer 10 || die "the OIDC issuer did not start: $(tail -5 "$LOGS/oidc-issuer.log")"
 }
 
@@ -378,6 +384,8 @@ cmd_env() {
   printf 'export FLIGHTCTL_CA=%q\n' "$PKI/ca.crt"
   printf 'export FLIGHTCTL_AGENT_ENDPOINT=%q\n' "$AGENT_URL"
   printf 'export FLIGHTCTL_OIDC_ISSUER=%q\n' "$ISSUER_URL"
+  printf 'export FLIGHTCTL_OIDC_CLIENT_ID=%q\n' flightctl-client
+  printf 'export FLIGHTCTL_OIDC_CLIENT_SECRET_FILE=%q\n' "$STATE/secrets/oidc-client"
 }
 
 cmd_status() {

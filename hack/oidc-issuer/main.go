@@ -22,6 +22,8 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -101,7 +103,18 @@ func serve(args []string) error {
 		if err != nil {
 			return err
 		}
-		iss.ClientSecret = string(raw)
+		// Read again on every token request: replacing the file revokes
+		// the old secret at once (the refresh tests of make test-real do).
+		last := strings.TrimSpace(string(raw))
+		var mu sync.Mutex
+		iss.ClientSecretFunc = func() string {
+			mu.Lock()
+			defer mu.Unlock()
+			if raw, err := os.ReadFile(*secretFile); err == nil {
+				last = strings.TrimSpace(string(raw))
+			}
+			return last
+		}
 	}
 	srv := &http.Server{Handler: iss.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -414,6 +414,7 @@ func (r *renewingSource) Token() (*oauth2.Token, error) {
 	}
 	t, err := r.fetch()
 	if err != nil {
+		tokenRefreshes.WithLabelValues("error").Inc()
 		r.wait = min(max(2*r.wait, initialRefreshBackoff), maxRefreshBackoff)
 		r.err, r.retryAt = err, now.Add(r.wait)
 		if valid {
@@ -421,6 +422,7 @@ func (r *renewingSource) Token() (*oauth2.Token, error) {
 		}
 		return nil, err
 	}
+	tokenRefreshes.WithLabelValues("ok").Inc()
 	r.err, r.wait = nil, 0
 	r.keep(t)
 	return t, nil

@@ -48,6 +48,10 @@ type Issuer struct {
 	// ClientSecret, when set, is required of token endpoint clients
 	// (client_id must equal Audience).
 	ClientSecret string
+	// ClientSecretFunc, when set, supplies the client secret for each
+	// request instead of ClientSecret, so a test can revoke or rotate it
+	// while the issuer runs.
+	ClientSecretFunc func() string
 	// AccessTTL is the lifetime of tokens the token endpoint issues.
 	AccessTTL time.Duration
 
@@ -243,7 +247,11 @@ func (i *Issuer) token(w http.ResponseWriter, r *http.Request) {
 	if !basic {
 		clientID, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
 	}
-	if clientID != i.Audience || (i.ClientSecret != "" && subtle.ConstantTimeCompare([]byte(secret), []byte(i.ClientSecret)) != 1) {
+	want := i.ClientSecret
+	if i.ClientSecretFunc != nil {
+		want = i.ClientSecretFunc()
+	}
+	if clientID != i.Audience || (want != "" && subtle.ConstantTimeCompare([]byte(secret), []byte(want)) != 1) {
 		oauthError(w, http.StatusUnauthorized, "invalid_client", "unknown client or wrong secret")
 		return
 	}

@@ -103,6 +103,11 @@ type ExternalFlightctl struct {
 	// Flightctl v1.2.0 declares a device gone after 5 minutes of
 	// silence and checks every 2 minutes (RealDisconnectDetection).
 	DisconnectDetection time.Duration
+	// OIDCIssuer, OIDCClientID and OIDCClientSecretFile name the identity
+	// provider the server trusts and a client of it with the
+	// client_credentials grant (FLIGHTCTL_OIDC_*); empty when not given.
+	// Rewriting the secret file revokes the old secret at once.
+	OIDCIssuer, OIDCClientID, OIDCClientSecretFile string
 }
 
 // RealDisconnectDetection is how long Flightctl v1.2.0 may take to mark a
@@ -131,7 +136,11 @@ func ExternalFromEnv() (*ExternalFlightctl, error) {
 		}
 	}
 	return &ExternalFlightctl{URL: u, Token: tok, CAFile: ca,
-		AgentEndpoint: strings.TrimSpace(os.Getenv("FLIGHTCTL_AGENT_ENDPOINT")), DisconnectDetection: RealDisconnectDetection}, nil
+		AgentEndpoint: strings.TrimSpace(os.Getenv("FLIGHTCTL_AGENT_ENDPOINT")), DisconnectDetection: RealDisconnectDetection,
+		OIDCIssuer:           strings.TrimSpace(os.Getenv("FLIGHTCTL_OIDC_ISSUER")),
+		OIDCClientID:         strings.TrimSpace(os.Getenv("FLIGHTCTL_OIDC_CLIENT_ID")),
+		OIDCClientSecretFile: strings.TrimSpace(os.Getenv("FLIGHTCTL_OIDC_CLIENT_SECRET_FILE")),
+	}, nil
 }
 
 // Stack is a running vk-flightctl setup: control plane, simulator, manager
@@ -156,6 +165,8 @@ type Stack struct {
 	ManagerLog string
 	// ManagerHealthURL is the /readyz of the manager named DefaultManager.
 	ManagerHealthURL string
+	// ManagerMetricsURL is its /metrics (plain HTTP on loopback).
+	ManagerMetricsURL string
 
 	// ControlURL and ControlToken reach the device control API (the
 	// simulator's own, or that of the fake devices run against an
@@ -165,7 +176,7 @@ type Stack struct {
 
 	// managerKC is the kubeconfig file managers run with, written once.
 	managerKC string
-	// mu guards procs and ManagerHealthURL: a test may kill and start
+	// mu guards procs, ManagerHealthURL and ManagerMetricsURL: a test may kill and start
 	// managers while its cleanup stops the stack.
 	mu      sync.Mutex
 	procs   map[string]*proc
@@ -641,6 +652,7 @@ func (s *Stack) StartManager(ctx context.Context, o ManagerOptions) (pid int, er
 			if name == DefaultManager {
 				s.mu.Lock()
 				s.ManagerHealthURL = healthURL
+				s.ManagerMetricsURL = "http://127.0.0.1:" + strconv.Itoa(metrics) + "/metrics"
 				s.mu.Unlock()
 			}
 			s.printf("    %s ready (pid %d, log %s, metrics http://127.0.0.1:%d/metrics)\n", name, p.cmd.Process.Pid, logPath, metrics)
