@@ -35,13 +35,16 @@ const (
 
 // agentApp is one application as the agent runs it.
 type agentApp struct {
-	name     string
-	appType  string
-	total    int
-	fail     bool
-	hash     string
-	status   string
-	restarts int32
+	name    string
+	appType string
+	total   int
+	fail    bool
+	// failPrepare makes the whole update fail while preparing, as a real
+	// agent does when it cannot prefetch an image (see prepareFailure).
+	failPrepare bool
+	hash        string
+	status      string
+	restarts    int32
 }
 
 // agent is a simulated device agent.
@@ -54,8 +57,17 @@ type agent struct {
 	target, applied int64
 	updating        bool
 	apps            []agentApp
-	epoch           uint64
-	sysInfo         map[string]string
+	// prevApps are the applications of the applied version while a newer
+	// one is prepared: a failed prepare rolls back to them.
+	prevApps []agentApp
+	// failedVersion is the rendered version whose update failed; the real
+	// agent does not retry it until a newer version is rendered.
+	failedVersion int64
+	// updateError is the Updating condition's message after a failed
+	// update, empty once an update succeeds.
+	updateError string
+	epoch       uint64
+	sysInfo     map[string]string
 }
 
 // newAgent builds an agent with the system information a device reports.
@@ -102,7 +114,7 @@ func (s *Sim) agentPoke(d *device) {
 	if a == nil || !a.connected || a.phase != phaseIdle {
 		return
 	}
-	if d.renderedVersion == 0 || d.renderedVersion == a.applied {
+	if d.renderedVersion == 0 || d.renderedVersion == a.applied || d.renderedVersion == a.failedVersion {
 		return
 	}
 	a.phase = phaseFetching
@@ -118,14 +130,30 @@ func (s *Sim) agentStep(d *device, epoch uint64) {
 	switch a.phase {
 	case phaseFetching:
 		a.target = d.renderedVersion
+		a.prevApps = a.apps
 		a.apps = reconcileApps(a.apps, d.renderedApps)
 		a.updating = true
 		a.phase = phasePreparing
 		s.agentReport(d)
 		s.scheduleAgent(d, s.opts.Agent.Preparing)
 	case phasePreparing:
+		if msg := prepareFailure(a.apps); msg != "" {
+			// The real agent marks the rendered version failed and rolls
+			// back: the previous version stays applied with its
+			// applications as they were, and condition Updating says why.
+			a.failedVersion, a.target = a.target, a.applied
+			a.apps, a.prevApps = a.prevApps, nil
+			a.updating = false
+			a.updateError = msg
+			a.phase = phaseIdle
+			s.agentReport(d)
+			s.agentPoke(d)
+			return
+		}
 		a.applied = a.target
 		a.updating = false
+		a.updateError = ""
+		a.prevApps = nil
 		starting := false
 		for i := range a.apps {
 			app := &a.apps[i]
@@ -175,12 +203,13 @@ func reconcileApps(current []agentApp, desired []appInfo) []agentApp {
 			out = append(out, have)
 			continue
 		}
-		fail := false
+		fail, failPrepare := false, false
 		for _, img := range want.images {
 			fail = fail || failingImage(img)
+			failPrepare = failPrepare || imageTag(img) == tagFailPrepare
 		}
 		out = append(out, agentApp{
-			name: want.name, appType: want.appType, total: want.total, fail: fail, hash: want.hash,
+			name: want.name, appType: want.appType, total: want.total, fail: fail, failPrepare: failPrepare, hash: want.hash,
 			status: flightctl.ApplicationStatusPreparing,
 		})
 	}
@@ -271,6 +300,9 @@ func appStatuses(apps []agentApp) ([]flightctl.ApplicationStatus, flightctl.Appl
 // agent is doing, moving lastTransitionTime only on a change.
 func setUpdatingCondition(st *flightctl.DeviceStatus, a *agent, now time.Time) {
 	want := flightctl.Condition{Type: conditionUpdating, Status: "False", Reason: "Updated"}
+	if a.updateError != "" {
+		want = flightctl.Condition{Type: conditionUpdating, Status: "False", Reason: "Error", Message: a.updateError}
+	}
 	if a.updating {
 		want = flightctl.Condition{Type: conditionUpdating, Status: "True", Reason: "ApplyingUpdate"}
 	}
@@ -280,10 +312,27 @@ func setUpdatingCondition(st *flightctl.DeviceStatus, a *agent, now time.Time) {
 		st.Conditions = append([]flightctl.Condition{want}, st.Conditions...)
 		return
 	}
-	if c.Status != want.Status || c.Reason != want.Reason {
+	if c.Status != want.Status || c.Reason != want.Reason || c.Message != want.Message {
 		want.LastTransitionTime = now.UTC()
 		*c = want
 	}
+}
+
+// tagFailPrepare is the image tag that makes an update fail while
+// preparing and roll back (what a real agent does when it cannot
+// prefetch an image).
+const tagFailPrepare = "fail-prepare"
+
+// prepareFailure is the Updating condition message of a failed prepare, in
+// the real v1.2 agent's words, or "" when every application can be
+// prepared.
+func prepareFailure(apps []agentApp) string {
+	for _, app := range apps {
+		if app.failPrepare && app.status == flightctl.ApplicationStatusPreparing {
+			return fmt.Sprintf("While Preparing: prefetch failed for %s: internal error occurred", app.name)
+		}
+	}
+	return ""
 }
 
 // heartbeat is lastSeen for a device heard from at now, rounded down to
