@@ -81,12 +81,21 @@ func statusFor(st *podState, fleet *inventory.Fleet, away map[string]time.Time, 
 	// write, its application status describes the old content.
 	// Another pod's write makes the whole device OutOfDate for a moment;
 	// that must not touch this pod, so only its own liveAt counts.
-	if dev.AppliedVersion >= st.liveAt {
+	info := translate.DeviceInfo{Name: dev.Name, IP: dev.IP, Online: dev.Online, SummaryStatus: dev.SummaryStatus, Info: dev.SummaryInfo}
+	live := dev.AppliedVersion >= st.liveAt
+	// The agent failed (or is rolling back) a version at or after this
+	// pod's write: the pod's content will not run until a later write.
+	// The old version's application status is still the truth of what
+	// runs, so it is kept.
+	failed := !live && dev.UpdateFailure != "" && dev.RenderedVersion >= st.liveAt
+	if failed {
+		info.UpdateFailure = dev.UpdateFailure
+	}
+	if live || failed {
 		if a, found := dev.Applications[st.app]; found {
 			app = &a
 		}
 	}
-	info := translate.DeviceInfo{Name: dev.Name, IP: dev.IP, Online: dev.Online, SummaryStatus: dev.SummaryStatus, Info: dev.SummaryInfo}
 	return translate.PodStatus(pod, app, info, now)
 }
 
