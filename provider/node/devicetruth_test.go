@@ -111,4 +111,36 @@ var _ = Describe("Device truth", func() {
 		Eventually(func() corev1.ConditionStatus { return f.deviceUpdate(ctx, "upd")().Status }, 30*time.Second).Should(BeEmpty())
 		Eventually(f.ready(ctx, "upd"), 30*time.Second).Should(BeTrue())
 	})
+
+	It("counts a crashing application's restarts and shows CrashLoopBackOff with lastState and BackOff events", func() {
+		f := newFixture(ctx, flightctlsim.Options{Agent: flightctlsim.AgentDelays{CrashLoop: 1500 * time.Millisecond}}, nil)
+		Expect(k8sClient.Create(ctx, f.pod("crasher", "100m", "128Mi", func(p *corev1.Pod) {
+			p.Spec.Containers[0].Image = "quay.io/acme/web:crashloop"
+		}))).To(Succeed())
+		Eventually(func() int32 {
+			p := f.getPod(ctx, "crasher")
+			if p == nil || len(p.Status.ContainerStatuses) == 0 {
+				return 0
+			}
+			return p.Status.ContainerStatuses[0].RestartCount
+		}, 30*time.Second).Should(BeNumerically(">=", 2))
+		Expect(f.waiting(ctx, "crasher")()).To(HavePrefix(translate.ReasonCrashLoopBackOff + ": back-off restarting failed container"))
+		cs := f.getPod(ctx, "crasher").Status.ContainerStatuses[0]
+		Expect(cs.LastTerminationState.Terminated).NotTo(BeNil())
+		Expect(cs.LastTerminationState.Terminated.ExitCode).To(Equal(int32(1)))
+		Eventually(func() int { return countEvents(f.events(ctx, "crasher")(), "BackOff") }, 10*time.Second).Should(BeNumerically(">=", 2))
+	})
+
+	It("turns a completed application into a Succeeded pod under restartPolicy Never", func() {
+		f := newFixture(ctx, flightctlsim.Options{}, nil)
+		Expect(k8sClient.Create(ctx, f.pod("job", "100m", "128Mi", func(p *corev1.Pod) {
+			p.Spec.RestartPolicy = corev1.RestartPolicyNever
+			p.Spec.Containers[0].Image = "quay.io/acme/batch:complete"
+		}))).To(Succeed())
+		Eventually(f.phase(ctx, "job"), 30*time.Second).Should(Equal(corev1.PodSucceeded))
+		term := f.getPod(ctx, "job").Status.ContainerStatuses[0].State.Terminated
+		Expect(term).NotTo(BeNil())
+		Expect(term.ExitCode).To(BeZero())
+		Expect(term.Reason).To(Equal(translate.ReasonCompleted))
+	})
 })

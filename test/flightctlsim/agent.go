@@ -31,6 +31,10 @@ const (
 	phaseFetching
 	phasePreparing
 	phaseStarting
+	// phaseCrashing is idle with a timer: an application tagged
+	// ":crashloop" fails and is restarted on every tick. A newer rendered
+	// spec is taken up as from idle.
+	phaseCrashing
 )
 
 // agentApp is one application as the agent runs it.
@@ -42,9 +46,12 @@ type agentApp struct {
 	// failPrepare makes the whole update fail while preparing, as a real
 	// agent does when it cannot prefetch an image (see prepareFailure).
 	failPrepare bool
-	hash        string
-	status      string
-	restarts    int32
+	// crash makes the application fail and restart for ever
+	// (":crashloop"); complete makes it exit successfully (":complete").
+	crash, complete bool
+	hash            string
+	status          string
+	restarts        int32
 }
 
 // agent is a simulated device agent.
@@ -111,7 +118,7 @@ func (s *Sim) scheduleAgent(d *device, delay time.Duration) {
 // agentPoke starts applying a newer rendered spec if the agent is free.
 func (s *Sim) agentPoke(d *device) {
 	a := d.agent
-	if a == nil || !a.connected || a.phase != phaseIdle {
+	if a == nil || !a.connected || (a.phase != phaseIdle && a.phase != phaseCrashing) {
 		return
 	}
 	if d.renderedVersion == 0 || d.renderedVersion == a.applied || d.renderedVersion == a.failedVersion {
@@ -178,14 +185,56 @@ func (s *Sim) agentStep(d *device, epoch uint64) {
 		s.agentPoke(d)
 	case phaseStarting:
 		for i := range a.apps {
-			if a.apps[i].status == flightctl.ApplicationStatusStarting {
-				a.apps[i].status = flightctl.ApplicationStatusRunning
+			app := &a.apps[i]
+			if app.status != flightctl.ApplicationStatusStarting {
+				continue
+			}
+			switch {
+			case app.complete:
+				app.status = flightctl.ApplicationStatusCompleted
+			case app.crash:
+				app.status = flightctl.ApplicationStatusError
+			default:
+				app.status = flightctl.ApplicationStatusRunning
 			}
 		}
-		a.phase = phaseIdle
-		s.agentReport(d)
-		s.agentPoke(d)
+		s.agentSettle(d)
+	case phaseCrashing:
+		// The crashed application is restarted and fails again; the
+		// agent counts each restart.
+		for i := range a.apps {
+			if app := &a.apps[i]; app.crash && app.status == flightctl.ApplicationStatusError {
+				app.restarts++
+			}
+		}
+		s.agentSettle(d)
 	}
+}
+
+// crashLoopDelay is the time between two restarts of a crashing
+// application.
+func (s *Sim) crashLoopDelay() time.Duration {
+	if s.opts.Agent.CrashLoop > 0 {
+		return s.opts.Agent.CrashLoop
+	}
+	return DefaultCrashLoop
+}
+
+// agentSettle ends a step with the agent idle, reporting; with a crashing
+// application it keeps a restart timer, and a newer spec is taken up.
+func (s *Sim) agentSettle(d *device) {
+	a := d.agent
+	a.phase = phaseIdle
+	for _, app := range a.apps {
+		if app.crash && app.status == flightctl.ApplicationStatusError {
+			a.phase = phaseCrashing
+		}
+	}
+	s.agentReport(d)
+	if a.phase == phaseCrashing {
+		s.scheduleAgent(d, s.crashLoopDelay())
+	}
+	s.agentPoke(d)
 }
 
 // reconcileApps keeps applications whose definition did not change (a
@@ -203,15 +252,20 @@ func reconcileApps(current []agentApp, desired []appInfo) []agentApp {
 			out = append(out, have)
 			continue
 		}
-		fail, failPrepare := false, false
+		app := agentApp{name: want.name, appType: want.appType, total: want.total, hash: want.hash,
+			status: flightctl.ApplicationStatusPreparing}
 		for _, img := range want.images {
-			fail = fail || failingImage(img)
-			failPrepare = failPrepare || imageTag(img) == tagFailPrepare
+			app.fail = app.fail || failingImage(img)
+			switch imageTag(img) {
+			case tagFailPrepare:
+				app.failPrepare = true
+			case tagCrashLoop:
+				app.crash = true
+			case tagComplete:
+				app.complete = true
+			}
 		}
-		out = append(out, agentApp{
-			name: want.name, appType: want.appType, total: want.total, fail: fail, failPrepare: failPrepare, hash: want.hash,
-			status: flightctl.ApplicationStatusPreparing,
-		})
+		out = append(out, app)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
 	return out
@@ -318,6 +372,14 @@ func setUpdatingCondition(st *flightctl.DeviceStatus, a *agent, now time.Time) {
 	}
 }
 
+// Image tags that make the simulated agent's applications crash and
+// restart for ever (status Error, restarts counting up on every Starting
+// delay) or complete (status Completed).
+const (
+	tagCrashLoop = "crashloop"
+	tagComplete  = "complete"
+)
+
 // tagFailPrepare is the image tag that makes an update fail while
 // preparing and roll back (what a real agent does when it cannot
 // prefetch an image).
@@ -391,6 +453,9 @@ func (s *Sim) reconnect(d *device) {
 		s.scheduleAgent(d, s.opts.Agent.Preparing)
 	case phaseStarting:
 		s.scheduleAgent(d, s.opts.Agent.Starting)
+	case phaseCrashing:
+		s.scheduleAgent(d, s.crashLoopDelay())
+		s.agentPoke(d)
 	default:
 		s.agentPoke(d)
 	}
