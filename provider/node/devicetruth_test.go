@@ -2,12 +2,14 @@ package node_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	vkv1 "github.com/vk-flightctl/vk-flightctl/api/v1alpha1"
 	"github.com/vk-flightctl/vk-flightctl/provider/translate"
@@ -142,5 +144,43 @@ var _ = Describe("Device truth", func() {
 		Expect(term).NotTo(BeNil())
 		Expect(term.ExitCode).To(BeZero())
 		Expect(term.Reason).To(Equal(translate.ReasonCompleted))
+	})
+
+	It("gives a pod stuck in Preparing past spec.deployDeadline a DeployDeadlineExceeded reason naming the last report, and keeps it", func() {
+		// The simulated agent never finishes preparing an image tagged
+		// ":stuck-preparing".
+		f := newFixture(ctx, flightctlsim.Options{}, func(b *vkv1.FleetBinding) {
+			b.Spec.DeployDeadline = &metav1.Duration{Duration: 5 * time.Second}
+		})
+		Expect(k8sClient.Create(ctx, f.pod("stuck", "100m", "128Mi", func(p *corev1.Pod) {
+			p.Spec.Containers[0].Image = "quay.io/acme/web:stuck-preparing"
+		}))).To(Succeed())
+		Eventually(f.waiting(ctx, "stuck"), 10*time.Second).Should(HavePrefix(translate.ReasonContainerCreating+": preparing"), func() string {
+			p := f.getPod(ctx, "stuck")
+			snap, _ := f.sim.GetDevice(p.Annotations[vkv1.AnnotationDevice])
+			return fmt.Sprintf("device status %+v annotations %v", snap.Status, snap.Annotations)
+		})
+		Eventually(f.waiting(ctx, "stuck"), 20*time.Second).Should(And(
+			HavePrefix(translate.ReasonDeployDeadlineExceeded+": "),
+			ContainSubstring("within the deploy deadline (5s)"),
+			ContainSubstring("preparing: pulling images on the device"),
+		))
+		Expect(f.phase(ctx, "stuck")()).To(Equal(corev1.PodPending), "not failed: the user decides")
+		Eventually(func() int { return countEvents(f.events(ctx, "stuck")(), translate.ReasonDeployDeadlineExceeded) }, 10*time.Second).Should(Equal(1))
+		Consistently(func() int { return countEvents(f.events(ctx, "stuck")(), translate.ReasonDeployDeadlineExceeded) }, 3*time.Second).Should(Equal(1))
+	})
+
+	It("refuses a deployDeadline outside 5s..168h", func() {
+		b := &vkv1.FleetBinding{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "bad-deadline"},
+			Spec: vkv1.FleetBindingSpec{
+				Fleet:          "x",
+				Flightctl:      vkv1.FlightctlConnection{CredentialsSecretRef: corev1.LocalObjectReference{Name: "c"}},
+				DeployDeadline: &metav1.Duration{Duration: time.Second},
+			},
+		}
+		err := k8sClient.Create(ctx, b)
+		Expect(err).To(HaveOccurred())
+		Expect(err.Error()).To(ContainSubstring("deployDeadline must be at least 5s"))
 	})
 })

@@ -3,6 +3,7 @@ package translate
 import (
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -104,4 +105,29 @@ func countReason(events []Event, reason string) int {
 func running(p *corev1.Pod) *corev1.Pod {
 	p.Status = PodStatus(p, appStatus("Running", "2/2", 0), online, t0)
 	return p
+}
+
+func TestDeployDeadlineNamesTheLastReport(t *testing.T) {
+	dev := online
+	dev.DeployDeadlineExceeded = 10 * time.Minute
+	pod := twoContainerPod(corev1.RestartPolicyAlways)
+	st := PodStatus(pod, appStatus("Preparing", "0/2", 0), dev, t1)
+	if st.Phase != corev1.PodPending {
+		t.Fatalf("phase %s, want Pending (the pod is not failed or deleted)", st.Phase)
+	}
+	w := st.ContainerStatuses[0].State.Waiting
+	if w == nil || w.Reason != ReasonDeployDeadlineExceeded || !strings.Contains(w.Message, "10m0s") || !strings.Contains(w.Message, "preparing: pulling images") {
+		t.Fatalf("waiting %+v, want DeployDeadlineExceeded naming the deadline and the last report", w)
+	}
+	if n := countReason(Events(pod.Status, st), ReasonDeployDeadlineExceeded); n == 0 {
+		t.Fatal("no DeployDeadlineExceeded event")
+	}
+	pod.Status = st
+	if n := countReason(Events(st, PodStatus(pod, appStatus("Preparing", "0/2", 0), dev, t2)), ReasonDeployDeadlineExceeded); n != 0 {
+		t.Fatal("DeployDeadlineExceeded repeated")
+	}
+	// A running application is not affected by the deadline.
+	if got := waitingReasons(PodStatus(pod, appStatus("Running", "2/2", 0), dev, t2)); got[0] != "running" {
+		t.Fatalf("states %v after the application started", got)
+	}
 }

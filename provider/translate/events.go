@@ -56,6 +56,8 @@ func Events(prev, next corev1.PodStatus) []Event {
 		case n.State.Running != nil && n.RestartCount > p.RestartCount:
 			add(corev1.EventTypeNormal, "Created", "Created container %s", n.Name)
 			add(corev1.EventTypeNormal, "Started", "Started container %s", n.Name)
+		case isOverdue(n) && (p == nil || !isOverdue(p)):
+			add(corev1.EventTypeWarning, ReasonDeployDeadlineExceeded, "%s", n.State.Waiting.Message)
 		case isBackOff(n) && (p == nil || !isBackOff(p) || n.RestartCount > p.RestartCount):
 			add(corev1.EventTypeWarning, "BackOff", "Back-off restarting failed container %s: %s", n.Name, failMessage(n))
 		case isFailed(n) && (p == nil || !isFailed(p) || failMessage(p) != failMessage(n) || n.RestartCount > p.RestartCount):
@@ -79,6 +81,10 @@ func Events(prev, next corev1.PodStatus) []Event {
 
 func isCreating(cs *corev1.ContainerStatus) bool {
 	return cs.State.Waiting != nil && cs.State.Waiting.Reason == ReasonContainerCreating
+}
+
+func isOverdue(cs *corev1.ContainerStatus) bool {
+	return cs.State.Waiting != nil && cs.State.Waiting.Reason == ReasonDeployDeadlineExceeded
 }
 
 func isBackOff(cs *corev1.ContainerStatus) bool {

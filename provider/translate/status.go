@@ -49,6 +49,9 @@ const (
 	// container cannot be created; used for the device's other update
 	// failures.
 	ReasonCreateContainerError = "CreateContainerError"
+	// ReasonDeployDeadlineExceeded is the waiting reason of a pod whose
+	// application did not start within the binding's deploy deadline.
+	ReasonDeployDeadlineExceeded = "DeployDeadlineExceeded"
 	// ReasonCrashLoopBackOff is the kubelet's waiting reason for a
 	// container that keeps failing and is restarted.
 	ReasonCrashLoopBackOff = "CrashLoopBackOff"
@@ -72,6 +75,10 @@ type DeviceInfo struct {
 	// apply (or rolled back) the rendered version carrying the pod's
 	// workload; "" when the pod's write is live or still being applied.
 	UpdateFailure string
+	// DeployDeadlineExceeded is the deploy deadline when the pod's write is
+	// older than it; zero while within it. A pod still waiting then says
+	// DeployDeadlineExceeded with what the device last reported.
+	DeployDeadlineExceeded time.Duration
 }
 
 // PodStatus maps the status Flightctl reports for a pod's application onto a
@@ -105,8 +112,14 @@ type DeviceInfo struct {
 // device.UpdateFailure (the device could not apply the version carrying the
 // pod) adds condition vk.flightctl.io/DeviceUpdate False with the agent's
 // message; containers not running on an older version wait with reason
-// ErrImagePull or CreateContainerError and that message.
+// ErrImagePull or CreateContainerError and that message. Past
+// device.DeployDeadlineExceeded, containers still ContainerCreating wait
+// with reason DeployDeadlineExceeded instead.
 func PodStatus(pod *corev1.Pod, app *flightctl.ApplicationStatus, device DeviceInfo, now time.Time) corev1.PodStatus {
+	return overdue(podStatus(pod, app, device, now), device)
+}
+
+func podStatus(pod *corev1.Pod, app *flightctl.ApplicationStatus, device DeviceInfo, now time.Time) corev1.PodStatus {
 	prev := pod.Status.DeepCopy()
 	if isTerminal(prev.Phase) {
 		return *prev
@@ -171,6 +184,26 @@ func PodStatus(pod *corev1.Pod, app *flightctl.ApplicationStatus, device DeviceI
 		return b.finish(corev1.PodFailed)
 	}
 	return notReady(pod, device, ReasonApplicationUnknown, appMsg, ts, keepPhase(prev.Phase))
+}
+
+// overdue replaces ContainerCreating waiting states with
+// DeployDeadlineExceeded once the deploy deadline has passed, keeping
+// what the device reported in the message.
+func overdue(st corev1.PodStatus, device DeviceInfo) corev1.PodStatus {
+	if device.DeployDeadlineExceeded <= 0 || st.Phase != corev1.PodPending {
+		return st
+	}
+	for i := range st.ContainerStatuses {
+		w := st.ContainerStatuses[i].State.Waiting
+		if w == nil || w.Reason != ReasonContainerCreating {
+			continue
+		}
+		last := w.Message
+		w.Reason = ReasonDeployDeadlineExceeded
+		w.Message = fmt.Sprintf("the application did not start on device %s within the deploy deadline (%s); the device last reported: %s",
+			device.Name, device.DeployDeadlineExceeded, last)
+	}
+	return st
 }
 
 // DisconnectedStatus is the status of a pod whose device has been

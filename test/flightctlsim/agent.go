@@ -49,9 +49,12 @@ type agentApp struct {
 	// crash makes the application fail and restart for ever
 	// (":crashloop"); complete makes it exit successfully (":complete").
 	crash, complete bool
-	hash            string
-	status          string
-	restarts        int32
+	// stuck keeps the update in Preparing for ever (":stuck-preparing"),
+	// like an agent whose image pull never ends; a newer spec is taken up.
+	stuck    bool
+	hash     string
+	status   string
+	restarts int32
 }
 
 // agent is a simulated device agent.
@@ -118,7 +121,7 @@ func (s *Sim) scheduleAgent(d *device, delay time.Duration) {
 // agentPoke starts applying a newer rendered spec if the agent is free.
 func (s *Sim) agentPoke(d *device) {
 	a := d.agent
-	if a == nil || !a.connected || (a.phase != phaseIdle && a.phase != phaseCrashing) {
+	if a == nil || !a.connected || (a.phase != phaseIdle && a.phase != phaseCrashing && !stuckPreparing(a)) {
 		return
 	}
 	if d.renderedVersion == 0 || d.renderedVersion == a.applied || d.renderedVersion == a.failedVersion {
@@ -144,6 +147,13 @@ func (s *Sim) agentStep(d *device, epoch uint64) {
 		s.agentReport(d)
 		s.scheduleAgent(d, s.opts.Agent.Preparing)
 	case phasePreparing:
+		for _, app := range a.apps {
+			if app.stuck && app.status == flightctl.ApplicationStatusPreparing {
+				// Nothing is scheduled: the agent stays in Preparing
+				// until a newer spec arrives (agentPoke).
+				return
+			}
+		}
 		if msg := prepareFailure(a.apps); msg != "" {
 			// The real agent marks the rendered version failed and rolls
 			// back: the previous version stays applied with its
@@ -211,6 +221,20 @@ func (s *Sim) agentStep(d *device, epoch uint64) {
 	}
 }
 
+// stuckPreparing reports whether the agent is held in Preparing by an
+// application tagged ":stuck-preparing".
+func stuckPreparing(a *agent) bool {
+	if a.phase != phasePreparing {
+		return false
+	}
+	for _, app := range a.apps {
+		if app.stuck && app.status == flightctl.ApplicationStatusPreparing {
+			return true
+		}
+	}
+	return false
+}
+
 // crashLoopDelay is the time between two restarts of a crashing
 // application.
 func (s *Sim) crashLoopDelay() time.Duration {
@@ -263,6 +287,8 @@ func reconcileApps(current []agentApp, desired []appInfo) []agentApp {
 				app.crash = true
 			case tagComplete:
 				app.complete = true
+			case tagStuckPreparing:
+				app.stuck = true
 			}
 		}
 		out = append(out, app)
@@ -376,8 +402,9 @@ func setUpdatingCondition(st *flightctl.DeviceStatus, a *agent, now time.Time) {
 // restart for ever (status Error, restarts counting up on every Starting
 // delay) or complete (status Completed).
 const (
-	tagCrashLoop = "crashloop"
-	tagComplete  = "complete"
+	tagCrashLoop      = "crashloop"
+	tagComplete       = "complete"
+	tagStuckPreparing = "stuck-preparing"
 )
 
 // tagFailPrepare is the image tag that makes an update fail while
