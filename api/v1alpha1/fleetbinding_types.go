@@ -57,6 +57,16 @@ type FleetBindingSpec struct {
 	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('168h')",message="reconnectTimeout must be at most 168h"
 	ReconnectTimeout *metav1.Duration `json:"reconnectTimeout,omitempty"`
 
+	// DeployDeadline is how long a pod's application may take to start on
+	// its device after it was written; past it the pod's containers wait
+	// with reason DeployDeadlineExceeded, naming what the device last
+	// reported (the pod is neither deleted nor written again). Unset means
+	// the ConfigMap's deployDeadline, and 10m when that is unset too.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('5s')",message="deployDeadline must be at least 5s"
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('168h')",message="deployDeadline must be at most 168h"
+	DeployDeadline *metav1.Duration `json:"deployDeadline,omitempty"`
+
 	// StatusPollInterval is how often device status is read from Flightctl.
 	// Unset means the ConfigMap's statusPollInterval, and 5s when that is
 	// unset too.

@@ -117,7 +117,18 @@ const (
 	// ReasonWaitingForDevice is the waiting reason (and the
 	// PodConditionDevicePlacement reason) while no device has room.
 	ReasonWaitingForDevice = "WaitingForDevice"
+
+	// EventUpdateFailed (Warning, and the PodConditionDeviceUpdate
+	// reason): the device could not apply the rendered version that
+	// carries the pod's workload and stayed on (or rolled back to) the
+	// previous one; the message is the agent's.
+	EventUpdateFailed = "UpdateFailed"
 )
+
+// PodConditionDeviceUpdate is False with reason UpdateFailed and the
+// agent's message while the device failed to apply the version carrying
+// the pod's workload; it disappears once a later version is applied.
+const PodConditionDeviceUpdate = "vk.flightctl.io/DeviceUpdate"
 
 // PodConditionDevicePlacement reports placement onto a device: False with
 // reason WaitingForDevice while no device has room.

@@ -126,6 +126,11 @@ func (in *FleetBindingSpec) DeepCopyInto(out *FleetBindingSpec) {
 		*out = new(v1.Duration)
 		**out = **in
 	}
+	if in.DeployDeadline != nil {
+		in, out := &in.DeployDeadline, &out.DeployDeadline
+		*out = new(v1.Duration)
+		**out = **in
+	}
 	if in.StatusPollInterval != nil {
 		in, out := &in.StatusPollInterval, &out.StatusPollInterval
 		*out = new(v1.Duration)

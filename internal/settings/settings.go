@@ -23,35 +23,40 @@ const ConfigMapName = "vk-flightctl-config"
 const (
 	KeyReconnectTimeout   = "reconnectTimeout"
 	KeyStatusPollInterval = "statusPollInterval"
+	KeyDeployDeadline     = "deployDeadline"
 )
 
 // Built-in defaults, used when neither the binding nor the ConfigMap says.
 const (
 	DefaultReconnectTimeout   = 5 * time.Minute
 	DefaultStatusPollInterval = 5 * time.Second
+	DefaultDeployDeadline     = 10 * time.Minute
 )
 
 // Minimums the ConfigMap values are held to, matching the CRD's validation.
 const (
 	MinReconnectTimeout   = 10 * time.Second
 	MinStatusPollInterval = time.Second
+	MinDeployDeadline     = 5 * time.Second
 )
 
 // Defaults are the manager-wide values read from the ConfigMap.
 type Defaults struct {
 	ReconnectTimeout   time.Duration
 	StatusPollInterval time.Duration
+	DeployDeadline     time.Duration
 }
 
 // Effective are the values a binding runs with.
 type Effective struct {
 	ReconnectTimeout   time.Duration
 	StatusPollInterval time.Duration
+	DeployDeadline     time.Duration
 }
 
 // Builtin returns the defaults used without a ConfigMap.
 func Builtin() Defaults {
-	return Defaults{ReconnectTimeout: DefaultReconnectTimeout, StatusPollInterval: DefaultStatusPollInterval}
+	return Defaults{ReconnectTimeout: DefaultReconnectTimeout, StatusPollInterval: DefaultStatusPollInterval, DeployDeadline: DefaultDeployDeadline}
 }
 
 // Load reads the ConfigMap from namespace. A missing ConfigMap gives the
@@ -94,6 +99,7 @@ func Parse(data map[string]string) (Defaults, error) {
 	}
 	set(KeyReconnectTimeout, MinReconnectTimeout, &d.ReconnectTimeout)
 	set(KeyStatusPollInterval, MinStatusPollInterval, &d.StatusPollInterval)
+	set(KeyDeployDeadline, MinDeployDeadline, &d.DeployDeadline)
 	return d, firstErr
 }
 
@@ -105,6 +111,9 @@ func For(b *vkv1.FleetBinding, d Defaults) Effective {
 	}
 	if b.Spec.StatusPollInterval != nil {
 		e.StatusPollInterval = b.Spec.StatusPollInterval.Duration
+	}
+	if b.Spec.DeployDeadline != nil {
+		e.DeployDeadline = b.Spec.DeployDeadline.Duration
 	}
 	return e
 }

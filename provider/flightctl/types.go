@@ -80,6 +80,18 @@ const (
 	DeviceUpdatedUnknown   = "Unknown"
 )
 
+// The device condition the agent sets while it applies a rendered spec,
+// and the reasons it gives when that fails.
+const (
+	// ConditionUpdating is the device condition of an update in progress.
+	ConditionUpdating = "Updating"
+	// UpdatingReasonError: the update failed; the previous version stays.
+	UpdatingReasonError = "Error"
+	// UpdatingReasonRollingBack: the agent is returning to the previous
+	// version after a failure.
+	UpdatingReasonRollingBack = "RollingBack"
+)
+
 // Event reasons the provider reacts to.
 const (
 	EventReasonDeviceDisconnected = "DeviceDisconnected"

@@ -78,6 +78,11 @@ type Device struct {
 	AppliedVersion int64
 	// UpdatedStatus is status.updated.status (UpToDate, Updating, ...).
 	UpdatedStatus string
+	// UpdateFailure is the agent's message when its last update failed or
+	// is being rolled back (condition Updating with reason Error or
+	// RollingBack), "" otherwise. The rendered versions after
+	// AppliedVersion are the ones that failed.
+	UpdateFailure string
 	// Architecture and OperatingSystem come from systemInfo.
 	Architecture    string
 	OperatingSystem string
@@ -162,6 +167,7 @@ func FromDevice(d *flightctl.Device, o Options) Device {
 	if d.Status != nil {
 		out.AppliedVersion, _ = strconv.ParseInt(d.Status.Config.RenderedVersion, 10, 64)
 		out.UpdatedStatus = d.Status.Updated.Status
+		out.UpdateFailure = updateFailure(d.Status)
 	}
 	if d.Spec != nil {
 		for _, a := range d.Spec.Applications {
@@ -279,4 +285,24 @@ func Build(devs []flightctl.Device, o Options, now time.Time) *Fleet {
 		f.Unusable = append(f.Unusable, vkv1.UnusableDevice{Name: "...", Reason: "Truncated", Message: fmt.Sprintf("%d more not listed", unusable-maxUnusableListed)})
 	}
 	return f
+}
+
+// updateFailure is the agent's words for a failed or rolled-back update:
+// the Updating condition's message (v1.2 agents put e.g. "While
+// Preparing: prefetch failed for <app>: ..." there), else status.updated's
+// info, which the server builds from it.
+func updateFailure(st *flightctl.DeviceStatus) string {
+	for _, c := range st.Conditions {
+		if c.Type != flightctl.ConditionUpdating || (c.Reason != flightctl.UpdatingReasonError && c.Reason != flightctl.UpdatingReasonRollingBack) {
+			continue
+		}
+		if c.Message != "" {
+			return c.Message
+		}
+		if st.Updated.Info != "" {
+			return st.Updated.Info
+		}
+		return "the device's update failed (condition Updating, reason " + c.Reason + ")"
+	}
+	return ""
 }

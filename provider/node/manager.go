@@ -235,7 +235,7 @@ func (m *Manager) newRuntime(req nodeapi.Request) *Runtime {
 // fingerprint changes when anything that needs a node restart changes.
 func fingerprint(req nodeapi.Request) string {
 	b := req.Binding
-	return fmt.Sprintf("%d/%s/%s/%s", b.Generation, req.Connection.Fingerprint, req.Settings.ReconnectTimeout, req.Settings.StatusPollInterval)
+	return fmt.Sprintf("%d/%s/%s/%s/%s", b.Generation, req.Connection.Fingerprint, req.Settings.ReconnectTimeout, req.Settings.StatusPollInterval, req.Settings.DeployDeadline)
 }
 
 // RBAC the virtual nodes need: their pods (placement annotation, status,

@@ -107,7 +107,8 @@ func newRuntime(cfg runtimeConfig) *Runtime {
 		fleet: fleet, store: rt.store, kubePods: rt.kubePods, poller: rt.poller, writer: cfg.writer,
 		log: cfg.log, expectedElsewhere: cfg.expectedElsewhere,
 	}
-	mapper := &statusMapper{store: rt.store, kubePods: rt.kubePods, poller: rt.poller, reconnector: rt.reconnector, recorder: cfg.recorder, now: cfg.opts.Now}
+	mapper := &statusMapper{store: rt.store, kubePods: rt.kubePods, poller: rt.poller, reconnector: rt.reconnector, recorder: cfg.recorder, now: cfg.opts.Now,
+		deployDeadline: cfg.settings.DeployDeadline}
 	rt.loop = &statusLoop{
 		fleet: fleet, interval: cfg.settings.StatusPollInterval, poller: rt.poller, node: rt.node, store: rt.store,
 		reconnector: rt.reconnector, mapper: mapper, deployer: rt.deployer, remover: rt.remover, sweeper: rt.sweeper,

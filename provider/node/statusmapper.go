@@ -24,6 +24,9 @@ type statusMapper struct {
 	reconnector *reconnector
 	recorder    record.EventRecorder
 	now         func() time.Time
+	// deployDeadline is how long a written pod may take to start; zero
+	// means no deadline.
+	deployDeadline time.Duration
 }
 
 // update maps every deployed pod's application status to a pod status.
@@ -42,7 +45,7 @@ func (m *statusMapper) update() {
 		if st.phase != phaseDeployed {
 			return
 		}
-		next := statusFor(st, fleet, away, now)
+		next := statusFor(st, fleet, away, now, m.deployDeadline)
 		if sameStatus(st.status, next) {
 			return
 		}
@@ -61,7 +64,7 @@ func (m *statusMapper) update() {
 // statusFor computes a deployed pod's status from its device in fleet;
 // away maps disconnected devices to when they went away. The store's lock
 // is held.
-func statusFor(st *podState, fleet *inventory.Fleet, away map[string]time.Time, now time.Time) corev1.PodStatus {
+func statusFor(st *podState, fleet *inventory.Fleet, away map[string]time.Time, now time.Time, deadline time.Duration) corev1.PodStatus {
 	// The mapping keeps timestamps from the status last reported.
 	pod := st.pod.DeepCopy()
 	pod.Status = *st.status.DeepCopy()
@@ -81,12 +84,27 @@ func statusFor(st *podState, fleet *inventory.Fleet, away map[string]time.Time, 
 	// write, its application status describes the old content.
 	// Another pod's write makes the whole device OutOfDate for a moment;
 	// that must not touch this pod, so only its own liveAt counts.
-	if dev.AppliedVersion >= st.liveAt {
-		if a, found := dev.Applications[st.app]; found {
+	info := translate.DeviceInfo{Name: dev.Name, IP: dev.IP, Online: dev.Online, SummaryStatus: dev.SummaryStatus, Info: dev.SummaryInfo}
+	if deadline > 0 && !st.writtenAt.IsZero() && now.Sub(st.writtenAt) > deadline {
+		info.DeployDeadlineExceeded = deadline
+	}
+	live := dev.AppliedVersion >= st.liveAt
+	// The agent failed (or is rolling back) a version at or after this
+	// pod's write: the pod's content will not run until a later write.
+	// The old version's application status is still the truth of what
+	// runs, so it is kept.
+	failed := !live && dev.UpdateFailure != "" && dev.RenderedVersion >= st.liveAt
+	if failed {
+		info.UpdateFailure = dev.UpdateFailure
+	}
+	if a, found := dev.Applications[st.app]; found {
+		// An application Preparing before the version is applied is the
+		// agent working on this write (whatever it replaces is no longer
+		// running), so it is shown too.
+		if live || failed || a.Status == flightctl.ApplicationStatusPreparing {
 			app = &a
 		}
 	}
-	info := translate.DeviceInfo{Name: dev.Name, IP: dev.IP, Online: dev.Online, SummaryStatus: dev.SummaryStatus, Info: dev.SummaryInfo}
 	return translate.PodStatus(pod, app, info, now)
 }
 

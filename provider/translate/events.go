@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
+
+	vkv1 "github.com/vk-flightctl/vk-flightctl/api/v1alpha1"
 )
 
 // Event is a Kubernetes event the caller should record on the pod after a
@@ -54,9 +56,18 @@ func Events(prev, next corev1.PodStatus) []Event {
 		case n.State.Running != nil && n.RestartCount > p.RestartCount:
 			add(corev1.EventTypeNormal, "Created", "Created container %s", n.Name)
 			add(corev1.EventTypeNormal, "Started", "Started container %s", n.Name)
+		case isOverdue(n) && (p == nil || !isOverdue(p)):
+			add(corev1.EventTypeWarning, ReasonDeployDeadlineExceeded, "%s", n.State.Waiting.Message)
+		case isBackOff(n) && (p == nil || !isBackOff(p) || n.RestartCount > p.RestartCount):
+			add(corev1.EventTypeWarning, "BackOff", "Back-off restarting failed container %s: %s", n.Name, failMessage(n))
 		case isFailed(n) && (p == nil || !isFailed(p) || failMessage(p) != failMessage(n) || n.RestartCount > p.RestartCount):
 			add(corev1.EventTypeWarning, "Failed", "Error: %s", failMessage(n))
 		}
+	}
+	// One Warning per failure: when the condition appears or the agent's
+	// message changes, not on every poll.
+	if msg := updateFailed(next); msg != "" && msg != updateFailed(prev) {
+		out = append(out, Event{Type: corev1.EventTypeWarning, Reason: vkv1.EventUpdateFailed, Message: msg})
 	}
 	wasDisconnected, isDisconnected := disconnected(prev), disconnected(next)
 	switch {
@@ -70,6 +81,27 @@ func Events(prev, next corev1.PodStatus) []Event {
 
 func isCreating(cs *corev1.ContainerStatus) bool {
 	return cs.State.Waiting != nil && cs.State.Waiting.Reason == ReasonContainerCreating
+}
+
+func isOverdue(cs *corev1.ContainerStatus) bool {
+	return cs.State.Waiting != nil && cs.State.Waiting.Reason == ReasonDeployDeadlineExceeded
+}
+
+func isBackOff(cs *corev1.ContainerStatus) bool {
+	return cs.State.Waiting != nil && cs.State.Waiting.Reason == ReasonCrashLoopBackOff
+}
+
+// updateFailed is the PodConditionDeviceUpdate message when it is False.
+func updateFailed(st corev1.PodStatus) string {
+	for _, c := range st.Conditions {
+		if c.Type == vkv1.PodConditionDeviceUpdate && c.Status == corev1.ConditionFalse {
+			if c.Message == "" {
+				return "the device failed to apply the update"
+			}
+			return c.Message
+		}
+	}
+	return ""
 }
 
 func isFailed(cs *corev1.ContainerStatus) bool {

@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	vkv1 "github.com/vk-flightctl/vk-flightctl/api/v1alpha1"
 	"github.com/vk-flightctl/vk-flightctl/provider/flightctl"
 )
 
@@ -40,6 +41,20 @@ const (
 	ReasonReadinessGatesNotReady = "ReadinessGatesNotReady"
 	// ReasonPodCompleted is the kubelet's Ready reason for finished pods.
 	ReasonPodCompleted = "PodCompleted"
+	// ReasonErrImagePull is the kubelet's waiting reason when an image
+	// cannot be pulled; used when the device's failed update names a
+	// pull or prefetch.
+	ReasonErrImagePull = "ErrImagePull"
+	// ReasonCreateContainerError is the kubelet's waiting reason when a
+	// container cannot be created; used for the device's other update
+	// failures.
+	ReasonCreateContainerError = "CreateContainerError"
+	// ReasonDeployDeadlineExceeded is the waiting reason of a pod whose
+	// application did not start within the binding's deploy deadline.
+	ReasonDeployDeadlineExceeded = "DeployDeadlineExceeded"
+	// ReasonCrashLoopBackOff is the kubelet's waiting reason for a
+	// container that keeps failing and is restarted.
+	ReasonCrashLoopBackOff = "CrashLoopBackOff"
 )
 
 // DeviceInfo is what PodStatus needs to know about the device a pod runs on.
@@ -56,6 +71,14 @@ type DeviceInfo struct {
 	// feed messages.
 	SummaryStatus string
 	Info          string
+	// UpdateFailure is the agent's message when the device failed to
+	// apply (or rolled back) the rendered version carrying the pod's
+	// workload; "" when the pod's write is live or still being applied.
+	UpdateFailure string
+	// DeployDeadlineExceeded is the deploy deadline when the pod's write is
+	// older than it; zero while within it. A pod still waiting then says
+	// DeployDeadlineExceeded with what the device last reported.
+	DeployDeadlineExceeded time.Duration
 }
 
 // PodStatus maps the status Flightctl reports for a pod's application onto a
@@ -80,11 +103,23 @@ type DeviceInfo struct {
 // with containers waiting in ContainerCreating; Running gives Running,
 // Ready when all containers are; Error gives Failed with terminated
 // containers under restartPolicy Never, else containers waiting with reason
-// Error; Completed gives Succeeded under Never/OnFailure, else Running with
+// Error (CrashLoopBackOff once the device restarted it); restarts become
+// the first container's restartCount and lastState; Completed gives Succeeded under Never/OnFailure, else Running with
 // terminated, unready containers; Unknown statuses or an offline device
 // keep the phase and mark the pod not ready. Phases never move back
 // from Running to Pending, and Succeeded/Failed pods are returned unchanged.
+//
+// device.UpdateFailure (the device could not apply the version carrying the
+// pod) adds condition vk.flightctl.io/DeviceUpdate False with the agent's
+// message; containers not running on an older version wait with reason
+// ErrImagePull or CreateContainerError and that message. Past
+// device.DeployDeadlineExceeded, containers still ContainerCreating wait
+// with reason DeployDeadlineExceeded instead.
 func PodStatus(pod *corev1.Pod, app *flightctl.ApplicationStatus, device DeviceInfo, now time.Time) corev1.PodStatus {
+	return overdue(podStatus(pod, app, device, now), device)
+}
+
+func podStatus(pod *corev1.Pod, app *flightctl.ApplicationStatus, device DeviceInfo, now time.Time) corev1.PodStatus {
 	prev := pod.Status.DeepCopy()
 	if isTerminal(prev.Phase) {
 		return *prev
@@ -92,6 +127,13 @@ func PodStatus(pod *corev1.Pod, app *flightctl.ApplicationStatus, device DeviceI
 	ts := metav1.NewTime(now).Rfc3339Copy()
 	if !device.Online {
 		return notReady(pod, device, ReasonDeviceDisconnected, disconnectedMessage(device), ts, keepPhase(prev.Phase))
+	}
+	if device.UpdateFailure != "" && (app == nil || app.Status != flightctl.ApplicationStatusRunning) {
+		// The agent will not run this version: say so the way a kubelet
+		// says an image or container cannot be created, in its words.
+		b := newStatusBuilder(pod, device, ts)
+		b.allWaiting(updateFailureReason(device.UpdateFailure), fmt.Sprintf("device %s: %s", device.Name, device.UpdateFailure))
+		return b.finish(corev1.PodPending)
 	}
 	if app == nil {
 		b := newStatusBuilder(pod, device, ts)
@@ -120,6 +162,12 @@ func PodStatus(pod *corev1.Pod, app *flightctl.ApplicationStatus, device DeviceI
 			b.allTerminated(ReasonError, 1, appMsg)
 			return b.finish(corev1.PodFailed)
 		}
+		if b.restarts > 0 {
+			// The device restarts it and it fails again: what a kubelet
+			// shows as CrashLoopBackOff.
+			b.allWaiting(ReasonCrashLoopBackOff, "back-off restarting failed container: "+appMsg)
+			return b.finish(corev1.PodPending)
+		}
 		b.allWaiting(ReasonError, appMsg)
 		return b.finish(corev1.PodPending)
 	case flightctl.ApplicationStatusCompleted:
@@ -136,6 +184,26 @@ func PodStatus(pod *corev1.Pod, app *flightctl.ApplicationStatus, device DeviceI
 		return b.finish(corev1.PodFailed)
 	}
 	return notReady(pod, device, ReasonApplicationUnknown, appMsg, ts, keepPhase(prev.Phase))
+}
+
+// overdue replaces ContainerCreating waiting states with
+// DeployDeadlineExceeded once the deploy deadline has passed, keeping
+// what the device reported in the message.
+func overdue(st corev1.PodStatus, device DeviceInfo) corev1.PodStatus {
+	if device.DeployDeadlineExceeded <= 0 || st.Phase != corev1.PodPending {
+		return st
+	}
+	for i := range st.ContainerStatuses {
+		w := st.ContainerStatuses[i].State.Waiting
+		if w == nil || w.Reason != ReasonContainerCreating {
+			continue
+		}
+		last := w.Message
+		w.Reason = ReasonDeployDeadlineExceeded
+		w.Message = fmt.Sprintf("the application did not start on device %s within the deploy deadline (%s); the device last reported: %s",
+			device.Name, device.DeployDeadlineExceeded, last)
+	}
+	return st
 }
 
 // DisconnectedStatus is the status of a pod whose device has been
@@ -251,6 +319,16 @@ func (b *statusBuilder) base(i int) corev1.ContainerStatus {
 	if p := b.prev[c.Name]; p != nil {
 		cs.LastTerminationState = *p.LastTerminationState.DeepCopy()
 		cs.ContainerID = p.ContainerID
+		if i == 0 && cs.RestartCount > p.RestartCount {
+			// The device restarted the application since the last
+			// report; Flightctl gives no exit code, so like Error
+			// elsewhere it is 1.
+			term := &corev1.ContainerStateTerminated{Reason: ReasonError, ExitCode: 1, FinishedAt: b.ts}
+			if p.State.Running != nil {
+				term.StartedAt = p.State.Running.StartedAt
+			}
+			cs.LastTerminationState = corev1.ContainerState{Terminated: term}
+		}
 	}
 	return cs
 }
@@ -367,6 +445,9 @@ func (b *statusBuilder) finish(phase corev1.PodPhase) corev1.PodStatus {
 			setCondition(&st, prev, corev1.PodReady, corev1.ConditionTrue, "", "", b.ts, gen)
 		}
 	}
+	if b.device.UpdateFailure != "" {
+		setCondition(&st, prev, vkv1.PodConditionDeviceUpdate, corev1.ConditionFalse, vkv1.EventUpdateFailed, b.device.UpdateFailure, b.ts, gen)
+	}
 	// Conditions owned by others (readiness gates, DisruptionTarget, ...)
 	// are kept as they are.
 	for _, c := range prev.Conditions {
@@ -388,7 +469,7 @@ func anyStarted(st *corev1.PodStatus) bool {
 
 func ownCondition(t corev1.PodConditionType) bool {
 	switch t {
-	case corev1.PodScheduled, corev1.PodInitialized, corev1.ContainersReady, corev1.PodReady:
+	case corev1.PodScheduled, corev1.PodInitialized, corev1.ContainersReady, corev1.PodReady, vkv1.PodConditionDeviceUpdate:
 		return true
 	}
 	return false
@@ -426,6 +507,20 @@ func setCondition(st, prev *corev1.PodStatus, t corev1.PodConditionType, status 
 		}
 	}
 	st.Conditions = append(st.Conditions, c)
+}
+
+// updateFailureReason picks the kubelet reason a user recognises for a
+// device's failed update: ErrImagePull when the agent could not get an
+// image (v1.2 says "prefetch failed" or names a pull), else
+// CreateContainerError.
+func updateFailureReason(msg string) string {
+	m := strings.ToLower(msg)
+	for _, w := range []string{"prefetch", "pull", "image", "manifest unknown"} {
+		if strings.Contains(m, w) {
+			return ReasonErrImagePull
+		}
+	}
+	return ReasonCreateContainerError
 }
 
 func ptr[T any](v T) *T { return &v }

@@ -31,14 +31,27 @@ const (
 	phaseFetching
 	phasePreparing
 	phaseStarting
+	// phaseCrashing is idle with a timer: an application tagged
+	// ":crashloop" fails and is restarted on every tick. A newer rendered
+	// spec is taken up as from idle.
+	phaseCrashing
 )
 
 // agentApp is one application as the agent runs it.
 type agentApp struct {
-	name     string
-	appType  string
-	total    int
-	fail     bool
+	name    string
+	appType string
+	total   int
+	fail    bool
+	// failPrepare makes the whole update fail while preparing, as a real
+	// agent does when it cannot prefetch an image (see prepareFailure).
+	failPrepare bool
+	// crash makes the application fail and restart for ever
+	// (":crashloop"); complete makes it exit successfully (":complete").
+	crash, complete bool
+	// stuck keeps the update in Preparing for ever (":stuck-preparing"),
+	// like an agent whose image pull never ends; a newer spec is taken up.
+	stuck    bool
 	hash     string
 	status   string
 	restarts int32
@@ -54,8 +67,17 @@ type agent struct {
 	target, applied int64
 	updating        bool
 	apps            []agentApp
-	epoch           uint64
-	sysInfo         map[string]string
+	// prevApps are the applications of the applied version while a newer
+	// one is prepared: a failed prepare rolls back to them.
+	prevApps []agentApp
+	// failedVersion is the rendered version whose update failed; the real
+	// agent does not retry it until a newer version is rendered.
+	failedVersion int64
+	// updateError is the Updating condition's message after a failed
+	// update, empty once an update succeeds.
+	updateError string
+	epoch       uint64
+	sysInfo     map[string]string
 }
 
 // newAgent builds an agent with the system information a device reports.
@@ -99,10 +121,10 @@ func (s *Sim) scheduleAgent(d *device, delay time.Duration) {
 // agentPoke starts applying a newer rendered spec if the agent is free.
 func (s *Sim) agentPoke(d *device) {
 	a := d.agent
-	if a == nil || !a.connected || a.phase != phaseIdle {
+	if a == nil || !a.connected || (a.phase != phaseIdle && a.phase != phaseCrashing && !stuckPreparing(a)) {
 		return
 	}
-	if d.renderedVersion == 0 || d.renderedVersion == a.applied {
+	if d.renderedVersion == 0 || d.renderedVersion == a.applied || d.renderedVersion == a.failedVersion {
 		return
 	}
 	a.phase = phaseFetching
@@ -118,14 +140,37 @@ func (s *Sim) agentStep(d *device, epoch uint64) {
 	switch a.phase {
 	case phaseFetching:
 		a.target = d.renderedVersion
+		a.prevApps = a.apps
 		a.apps = reconcileApps(a.apps, d.renderedApps)
 		a.updating = true
 		a.phase = phasePreparing
 		s.agentReport(d)
 		s.scheduleAgent(d, s.opts.Agent.Preparing)
 	case phasePreparing:
+		for _, app := range a.apps {
+			if app.stuck && app.status == flightctl.ApplicationStatusPreparing {
+				// Nothing is scheduled: the agent stays in Preparing
+				// until a newer spec arrives (agentPoke).
+				return
+			}
+		}
+		if msg := prepareFailure(a.apps); msg != "" {
+			// The real agent marks the rendered version failed and rolls
+			// back: the previous version stays applied with its
+			// applications as they were, and condition Updating says why.
+			a.failedVersion, a.target = a.target, a.applied
+			a.apps, a.prevApps = a.prevApps, nil
+			a.updating = false
+			a.updateError = msg
+			a.phase = phaseIdle
+			s.agentReport(d)
+			s.agentPoke(d)
+			return
+		}
 		a.applied = a.target
 		a.updating = false
+		a.updateError = ""
+		a.prevApps = nil
 		starting := false
 		for i := range a.apps {
 			app := &a.apps[i]
@@ -150,14 +195,70 @@ func (s *Sim) agentStep(d *device, epoch uint64) {
 		s.agentPoke(d)
 	case phaseStarting:
 		for i := range a.apps {
-			if a.apps[i].status == flightctl.ApplicationStatusStarting {
-				a.apps[i].status = flightctl.ApplicationStatusRunning
+			app := &a.apps[i]
+			if app.status != flightctl.ApplicationStatusStarting {
+				continue
+			}
+			switch {
+			case app.complete:
+				app.status = flightctl.ApplicationStatusCompleted
+			case app.crash:
+				app.status = flightctl.ApplicationStatusError
+			default:
+				app.status = flightctl.ApplicationStatusRunning
 			}
 		}
-		a.phase = phaseIdle
-		s.agentReport(d)
-		s.agentPoke(d)
+		s.agentSettle(d)
+	case phaseCrashing:
+		// The crashed application is restarted and fails again; the
+		// agent counts each restart.
+		for i := range a.apps {
+			if app := &a.apps[i]; app.crash && app.status == flightctl.ApplicationStatusError {
+				app.restarts++
+			}
+		}
+		s.agentSettle(d)
 	}
+}
+
+// stuckPreparing reports whether the agent is held in Preparing by an
+// application tagged ":stuck-preparing".
+func stuckPreparing(a *agent) bool {
+	if a.phase != phasePreparing {
+		return false
+	}
+	for _, app := range a.apps {
+		if app.stuck && app.status == flightctl.ApplicationStatusPreparing {
+			return true
+		}
+	}
+	return false
+}
+
+// crashLoopDelay is the time between two restarts of a crashing
+// application.
+func (s *Sim) crashLoopDelay() time.Duration {
+	if s.opts.Agent.CrashLoop > 0 {
+		return s.opts.Agent.CrashLoop
+	}
+	return DefaultCrashLoop
+}
+
+// agentSettle ends a step with the agent idle, reporting; with a crashing
+// application it keeps a restart timer, and a newer spec is taken up.
+func (s *Sim) agentSettle(d *device) {
+	a := d.agent
+	a.phase = phaseIdle
+	for _, app := range a.apps {
+		if app.crash && app.status == flightctl.ApplicationStatusError {
+			a.phase = phaseCrashing
+		}
+	}
+	s.agentReport(d)
+	if a.phase == phaseCrashing {
+		s.scheduleAgent(d, s.crashLoopDelay())
+	}
+	s.agentPoke(d)
 }
 
 // reconcileApps keeps applications whose definition did not change (a
@@ -175,14 +276,22 @@ func reconcileApps(current []agentApp, desired []appInfo) []agentApp {
 			out = append(out, have)
 			continue
 		}
-		fail := false
+		app := agentApp{name: want.name, appType: want.appType, total: want.total, hash: want.hash,
+			status: flightctl.ApplicationStatusPreparing}
 		for _, img := range want.images {
-			fail = fail || failingImage(img)
+			app.fail = app.fail || failingImage(img)
+			switch imageTag(img) {
+			case tagFailPrepare:
+				app.failPrepare = true
+			case tagCrashLoop:
+				app.crash = true
+			case tagComplete:
+				app.complete = true
+			case tagStuckPreparing:
+				app.stuck = true
+			}
 		}
-		out = append(out, agentApp{
-			name: want.name, appType: want.appType, total: want.total, fail: fail, hash: want.hash,
-			status: flightctl.ApplicationStatusPreparing,
-		})
+		out = append(out, app)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
 	return out
@@ -271,6 +380,9 @@ func appStatuses(apps []agentApp) ([]flightctl.ApplicationStatus, flightctl.Appl
 // agent is doing, moving lastTransitionTime only on a change.
 func setUpdatingCondition(st *flightctl.DeviceStatus, a *agent, now time.Time) {
 	want := flightctl.Condition{Type: conditionUpdating, Status: "False", Reason: "Updated"}
+	if a.updateError != "" {
+		want = flightctl.Condition{Type: conditionUpdating, Status: "False", Reason: "Error", Message: a.updateError}
+	}
 	if a.updating {
 		want = flightctl.Condition{Type: conditionUpdating, Status: "True", Reason: "ApplyingUpdate"}
 	}
@@ -280,10 +392,36 @@ func setUpdatingCondition(st *flightctl.DeviceStatus, a *agent, now time.Time) {
 		st.Conditions = append([]flightctl.Condition{want}, st.Conditions...)
 		return
 	}
-	if c.Status != want.Status || c.Reason != want.Reason {
+	if c.Status != want.Status || c.Reason != want.Reason || c.Message != want.Message {
 		want.LastTransitionTime = now.UTC()
 		*c = want
 	}
+}
+
+// Image tags that make the simulated agent's applications crash and
+// restart for ever (status Error, restarts counting up on every Starting
+// delay) or complete (status Completed).
+const (
+	tagCrashLoop      = "crashloop"
+	tagComplete       = "complete"
+	tagStuckPreparing = "stuck-preparing"
+)
+
+// tagFailPrepare is the image tag that makes an update fail while
+// preparing and roll back (what a real agent does when it cannot
+// prefetch an image).
+const tagFailPrepare = "fail-prepare"
+
+// prepareFailure is the Updating condition message of a failed prepare, in
+// the real v1.2 agent's words, or "" when every application can be
+// prepared.
+func prepareFailure(apps []agentApp) string {
+	for _, app := range apps {
+		if app.failPrepare && app.status == flightctl.ApplicationStatusPreparing {
+			return fmt.Sprintf("While Preparing: prefetch failed for %s: internal error occurred", app.name)
+		}
+	}
+	return ""
 }
 
 // heartbeat is lastSeen for a device heard from at now, rounded down to
@@ -342,6 +480,9 @@ func (s *Sim) reconnect(d *device) {
 		s.scheduleAgent(d, s.opts.Agent.Preparing)
 	case phaseStarting:
 		s.scheduleAgent(d, s.opts.Agent.Starting)
+	case phaseCrashing:
+		s.scheduleAgent(d, s.crashLoopDelay())
+		s.agentPoke(d)
 	default:
 		s.agentPoke(d)
 	}

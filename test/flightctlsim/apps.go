@@ -43,16 +43,21 @@ func failingImage(ref string) bool {
 	if strings.Contains(ref, "/does-not-exist") {
 		return true
 	}
-	// The tag is what follows the last ':' after the last '/', so that a
-	// registry port (host:5000/x) is not mistaken for a tag.
+	return imageTag(ref) == "fail-pull"
+}
+
+// imageTag is an image reference's tag: what follows the last ':' after
+// the last '/', so that a registry port (host:5000/x) is not mistaken for
+// a tag; "" without one.
+func imageTag(ref string) string {
 	last := ref[strings.LastIndex(ref, "/")+1:]
 	if at := strings.Index(last, "@"); at >= 0 {
 		last = last[:at]
 	}
-	if i := strings.LastIndex(last, ":"); i >= 0 && last[i+1:] == "fail-pull" {
-		return true
+	if i := strings.LastIndex(last, ":"); i >= 0 {
+		return last[i+1:]
 	}
-	return false
+	return ""
 }
 
 // inlineFile is one entry of an application's inline list, decoded.

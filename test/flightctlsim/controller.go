@@ -249,7 +249,13 @@ func (s *Sim) serverSideStatus(d *device) {
 		}
 		st.Updated = flightctl.StatusWithInfo{Status: flightctl.DeviceUpdatedUpdating, Info: info}
 	case st.Config.RenderedVersion != d.renderedAnnotation():
-		st.Updated = flightctl.StatusWithInfo{Status: flightctl.DeviceUpdatedOutOfDate, Info: infoOutOfDate}
+		info := infoOutOfDate
+		// After a failed update the real server appends the agent's
+		// Updating message (transcript in flightctl-real-server.md).
+		if c := findCondition(st.Conditions, conditionUpdating); c != nil && c.Reason == "Error" && c.Message != "" {
+			info = strings.TrimSuffix(infoOutOfDate, ".") + ": " + c.Message
+		}
+		st.Updated = flightctl.StatusWithInfo{Status: flightctl.DeviceUpdatedOutOfDate, Info: info}
 	case d.owner != "":
 		st.Updated = flightctl.StatusWithInfo{Status: flightctl.DeviceUpdatedUpToDate, Info: infoFleetUpToDate}
 	default:

@@ -27,7 +27,11 @@
 // goes Preparing, Starting and Running after [AgentDelays]. An image whose
 // reference contains "/does-not-exist" or whose tag is "fail-pull" (for
 // example quay.io/example/app:fail-pull) ends in Error instead, which is how
-// tests provoke application failures. Devices created through the REST API
+// tests provoke application failures. Other tags provoke the other things a
+// real agent reports: "fail-prepare" (the update fails while preparing and
+// rolls back, condition Updating reason Error), "stuck-preparing",
+// "crashloop" (Error with restarts counting up) and "complete" (Completed).
+// Devices created through the REST API
 // have no agent by default, as on a real server where nobody enrolled them;
 // see [Options.APIDevicesConnected] and [Sim.Reconnect].
 //

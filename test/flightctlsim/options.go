@@ -36,7 +36,14 @@ type AgentDelays struct {
 	Preparing time.Duration
 	// Starting is how long applications stay Starting before Running.
 	Starting time.Duration
+	// CrashLoop is the time between two restarts of an application whose
+	// image is tagged ":crashloop"; zero means DefaultCrashLoop.
+	CrashLoop time.Duration
 }
+
+// DefaultCrashLoop is the default time between two restarts of a crashing
+// application: long enough for a poller to see each count.
+const DefaultCrashLoop = 2 * time.Second
 
 // Options configure a simulator. The zero value is a working fast
 // simulator for tests: loopback, random port, random token, plain HTTP,
