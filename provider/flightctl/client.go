@@ -9,13 +9,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"k8s.io/client-go/rest"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
+	"k8s.io/client-go/rest"
 )
 
 // APIVersionHeader is the request header that pins the API version. The

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/httpstream/wsstream"
+	"k8s.io/streaming/pkg/httpstream/wsstream"
 	"k8s.io/apimachinery/pkg/util/remotecommand"
 
 	"github.com/vk-flightctl/vk-flightctl/provider/flightctl"
