@@ -22,7 +22,7 @@ import (
 var _ = Describe("Kubelet API", func() {
 	ctx := context.Background()
 
-	It("authenticates, authorizes per node, and says what vk-flightctl cannot serve", func() {
+	It("authenticates, authorizes per node, and serves logs through the device console", func() {
 		f := newFixture(ctx, flightctlsim.Options{}, nil)
 		Expect(k8sClient.Create(ctx, f.pod("logs", "100m", "128Mi"))).To(Succeed())
 		Eventually(f.ready(ctx, "logs"), 30*time.Second).Should(BeTrue())
@@ -63,10 +63,25 @@ var _ = Describe("Kubelet API", func() {
 		Expect(k8sClient.Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: f.ns + "-node-proxy"},
 			RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: role.Name},
 			Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Namespace: f.ns, Name: "viewer"}}})).To(Succeed())
-		Eventually(func() int { c, _ := call(tr.Status.Token, logs); return c }, 60*time.Second, time.Second).Should(Equal(http.StatusBadRequest))
+		Eventually(func() int { c, _ := call(tr.Status.Token, logs); return c }, 60*time.Second, time.Second).Should(Equal(http.StatusOK))
+		// The simulator's containers wrote three lines each; the podman
+		// name is <application>-<container>.
 		code, body := call(tr.Status.Token, logs)
+		Expect(code).To(Equal(http.StatusOK))
+		Expect(body).To(MatchRegexp(`^vk-\S+-app line 1\nvk-\S+-app line 2\nvk-\S+-app line 3\n$`))
+		code, body = call(tr.Status.Token, logs+"?tailLines=1")
+		Expect(code).To(Equal(http.StatusOK))
+		Expect(body).To(MatchRegexp(`^vk-\S+-app line 3\n$`))
+		code, body = call(tr.Status.Token, logs+"?timestamps=true&tailLines=1")
+		Expect(code).To(Equal(http.StatusOK))
+		Expect(body).To(MatchRegexp(`^2026-01-01T00:00:03Z vk-\S+-app line 3\n$`))
+		code, body = call(tr.Status.Token, logs+"?limitBytes=5")
+		Expect(code).To(Equal(http.StatusOK))
+		Expect(body).To(Equal("vk-"+body[3:5]), "at most 5 bytes")
+		Expect(body).To(HaveLen(5))
+		code, body = call(tr.Status.Token, logs+"?previous=true")
 		Expect(code).To(Equal(http.StatusBadRequest))
-		Expect(body).To(ContainSubstring("not supported by vk-flightctl"))
+		Expect(body).To(ContainSubstring("--previous is not supported"))
 		code, _ = call(tr.Status.Token, fmt.Sprintf("/containerLogs/%s/no-such-pod/app", f.ns))
 		Expect(code).To(Equal(http.StatusForbidden), "a pod on no node of this manager is authorized against no node")
 	})
