@@ -141,7 +141,8 @@ func (s *Server) exec(ctx context.Context, ns, pod, container string, cmd []stri
 	if streams.Stderr == nil && !aio.TTY() {
 		streams.Stderr = streams.Stdout
 	}
-	return s.consoleError(p.Device, p.Console.Console(ctx, p.Device, flightctl.ConsoleCommand{Command: "podman", Args: args}, aio.TTY(), streams))
+	cerr := p.Console.Console(ctx, p.Device, flightctl.ConsoleCommand{Command: "podman", Args: args}, aio.TTY(), streams)
+	return s.consoleError(p.Device, cerr)
 }
 
 // resizeQueue hands kubectl's terminal sizes to the console session.
