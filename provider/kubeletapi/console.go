@@ -145,9 +145,11 @@ func (s *Server) exec(ctx context.Context, ns, pod, container string, cmd []stri
 	return s.consoleError(p.Device, cerr)
 }
 
-// resizeQueue hands kubectl's terminal sizes to the console session.
+// resizeQueue hands kubectl's terminal sizes to the console session. It
+// keeps the session's context because client-go's TerminalSizeQueue.Next
+// takes none and must return nil when the session ends.
 type resizeQueue struct {
-	ctx context.Context
+	ctx context.Context //nolint:containedctx // see above
 	c   <-chan api.TermSize
 }
 
@@ -179,7 +181,7 @@ func (s *Server) consoleError(device string, err error) error {
 		case http.StatusGatewayTimeout:
 			return fmt.Errorf("device %s did not open the console in time (Flightctl answered 504): the device is probably offline; check its status with `flightctl get device/%s`", device, device)
 		case http.StatusConflict:
-			return fmt.Errorf("Flightctl refused a console on device %s (409): the device is paused, decommissioned or awaiting reconnection: %s", device, re.Message)
+			return fmt.Errorf("flightctl refused a console on device %s (409): the device is paused, decommissioned or awaiting reconnection: %s", device, re.Message)
 		case http.StatusForbidden:
 			return errdefs.AsInvalidInput(fmt.Errorf("the Flightctl identity of this binding may not open consoles (403): grant it `get` on `devices/console` in Flightctl's RBAC"))
 		case http.StatusNotFound:

@@ -25,8 +25,8 @@ import (
 	"github.com/vk-flightctl/vk-flightctl/internal/settings"
 	"github.com/vk-flightctl/vk-flightctl/provider/devicewriter"
 	"github.com/vk-flightctl/vk-flightctl/provider/nodeapi"
-	"github.com/vk-flightctl/vk-flightctl/provider/translate"
 	"github.com/vk-flightctl/vk-flightctl/provider/placement"
+	"github.com/vk-flightctl/vk-flightctl/provider/translate"
 )
 
 // runtimeConfig is what the Manager hands a new node.

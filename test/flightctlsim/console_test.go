@@ -107,7 +107,9 @@ func TestConsoleLogsFollowEndsWithContext(t *testing.T) {
 	}
 	cancel()
 	select {
-	case <-done:
+	case err := <-done:
+		// Ending the session from our side is not a failure of the command.
+		t.Logf("Console after cancel: %v", err)
 	case <-time.After(5 * time.Second):
 		t.Fatal("Console did not return after its context ended")
 	}
