@@ -17,6 +17,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"golang.org/x/oauth2"
+	"k8s.io/client-go/rest"
 )
 
 // APIVersionHeader is the request header that pins the API version. The
@@ -51,6 +52,9 @@ type Client struct {
 	log       logr.Logger
 	userAgent string
 	stats     *stats
+	// rest is the console's WebSocket connection settings; nil when the
+	// caller supplied its own Transport.
+	rest *rest.Config
 }
 
 // New checks cfg and builds a client. It does not contact the server.
@@ -87,6 +91,9 @@ func New(cfg Config) (*Client, error) {
 			// token to another origin or turn a PUT into a GET.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
+	}
+	if cfg.Transport == nil {
+		c.rest = restConfig(cfg, base.Scheme+"://"+base.Host, token)
 	}
 	if c.timeout <= 0 {
 		c.timeout = DefaultTimeout

@@ -3,8 +3,9 @@
 // listener, with kubelet-style authentication (client certificates and
 // bearer tokens through TokenReview) and authorization (SubjectAccessReview
 // on the pod's node). Flightctl gives no way to stream logs or exec into a
-// device's containers, so those calls answer a clear "not supported by
-// vk-flightctl" instead of hanging or failing TLS.
+// device's containers except through its console: logs and exec run
+// podman there (console.go); attach and port-forward answer a clear "not
+// supported by vk-flightctl" instead of hanging or failing TLS.
 package kubeletapi
 
 import (
@@ -33,6 +34,8 @@ import (
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 	"k8s.io/apiserver/pkg/server/dynamiccertificates"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/vk-flightctl/vk-flightctl/provider/nodeapi"
 )
 
 // NotSupported is the message of every call Flightctl devices cannot serve.
@@ -43,6 +46,8 @@ const NotSupported = "not supported by vk-flightctl: Flightctl devices do not st
 type PodLocator interface {
 	// PodNode returns the node of a pod this manager serves.
 	PodNode(namespace, name string) (string, bool)
+	// PodPlacement says where a pod's workload runs, for logs and exec.
+	PodPlacement(namespace, name string) (nodeapi.Placement, bool)
 	// AllPods lists the pods of every node this manager serves.
 	AllPods(ctx context.Context) ([]*corev1.Pod, error)
 }
@@ -98,18 +103,14 @@ func New(o Options) (*Server, error) {
 	s := &Server{opts: o}
 	mux := http.NewServeMux()
 	api.AttachPodRoutes(api.PodHandlerConfig{
-		RunInContainer: func(_ context.Context, ns, pod, _ string, _ []string, _ api.AttachIO) error {
-			return s.unsupported(ns, pod, "exec")
-		},
+		RunInContainer: s.exec,
 		AttachToContainer: func(_ context.Context, ns, pod, _ string, _ api.AttachIO) error {
 			return s.unsupported(ns, pod, "attach")
 		},
 		PortForward: func(_ context.Context, ns, pod string, _ int32, _ io.ReadWriteCloser) error {
 			return s.unsupported(ns, pod, "port-forward")
 		},
-		GetContainerLogs: func(_ context.Context, ns, pod, _ string, _ api.ContainerLogOpts) (io.ReadCloser, error) {
-			return nil, s.unsupported(ns, pod, "logs")
-		},
+		GetContainerLogs:      s.logs,
 		GetPods:               o.Pods.AllPods,
 		GetPodsFromKubernetes: o.Pods.AllPods,
 	}, mux, false)

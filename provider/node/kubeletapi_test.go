@@ -1,11 +1,14 @@
 package node_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -14,6 +17,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/remotecommand"
+	utilexec "k8s.io/client-go/util/exec"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/vk-flightctl/vk-flightctl/test/flightctlsim"
@@ -22,7 +28,7 @@ import (
 var _ = Describe("Kubelet API", func() {
 	ctx := context.Background()
 
-	It("authenticates, authorizes per node, and says what vk-flightctl cannot serve", func() {
+	It("authenticates, authorizes per node, and serves logs through the device console", func() {
 		f := newFixture(ctx, flightctlsim.Options{}, nil)
 		Expect(k8sClient.Create(ctx, f.pod("logs", "100m", "128Mi"))).To(Succeed())
 		Eventually(f.ready(ctx, "logs"), 30*time.Second).Should(BeTrue())
@@ -58,16 +64,62 @@ var _ = Describe("Kubelet API", func() {
 		Expect(code).To(Equal(http.StatusForbidden), "a token without nodes/proxy access")
 
 		role := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: f.ns + "-node-proxy"},
-			Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"nodes/proxy"}, Verbs: []string{"get"}, ResourceNames: []string{f.node}}}}
+			Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"nodes/proxy"}, Verbs: []string{"get", "create"}, ResourceNames: []string{f.node}}}}
 		Expect(k8sClient.Create(ctx, role)).To(Succeed())
 		Expect(k8sClient.Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: f.ns + "-node-proxy"},
 			RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: role.Name},
 			Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Namespace: f.ns, Name: "viewer"}}})).To(Succeed())
-		Eventually(func() int { c, _ := call(tr.Status.Token, logs); return c }, 60*time.Second, time.Second).Should(Equal(http.StatusBadRequest))
+		Eventually(func() int { c, _ := call(tr.Status.Token, logs); return c }, 60*time.Second, time.Second).Should(Equal(http.StatusOK))
+		// The simulator's containers wrote three lines each; the podman
+		// name is <application>-<container>.
 		code, body := call(tr.Status.Token, logs)
+		Expect(code).To(Equal(http.StatusOK))
+		Expect(body).To(MatchRegexp(`^vk-\S+-app line 1\nvk-\S+-app line 2\nvk-\S+-app line 3\n$`))
+		code, body = call(tr.Status.Token, logs+"?tailLines=1")
+		Expect(code).To(Equal(http.StatusOK))
+		Expect(body).To(MatchRegexp(`^vk-\S+-app line 3\n$`))
+		code, body = call(tr.Status.Token, logs+"?timestamps=true&tailLines=1")
+		Expect(code).To(Equal(http.StatusOK))
+		Expect(body).To(MatchRegexp(`^2026-01-01T00:00:03Z vk-\S+-app line 3\n$`))
+		code, body = call(tr.Status.Token, logs+"?limitBytes=5")
+		Expect(code).To(Equal(http.StatusOK))
+		Expect(body).To(Equal("vk-"+body[3:5]), "at most 5 bytes")
+		Expect(body).To(HaveLen(5))
+		code, body = call(tr.Status.Token, logs+"?previous=true")
 		Expect(code).To(Equal(http.StatusBadRequest))
-		Expect(body).To(ContainSubstring("not supported by vk-flightctl"))
+		Expect(body).To(ContainSubstring("--previous is not supported"))
 		code, _ = call(tr.Status.Token, fmt.Sprintf("/containerLogs/%s/no-such-pod/app", f.ns))
 		Expect(code).To(Equal(http.StatusForbidden), "a pod on no node of this manager is authorized against no node")
+
+		// kubectl exec's path: client-go's executor against the kubelet API.
+		execIn := func(cmd ...string) (string, error) {
+			q := url.Values{"command": cmd, "output": {"1"}, "error": {"1"}, "container": {"app"}}
+			u, _ := url.Parse(fmt.Sprintf("https://127.0.0.1:%d/exec/%s/logs/app?%s", port, f.ns, q.Encode()))
+			ex, err := remotecommand.NewSPDYExecutor(&rest.Config{Host: u.Host, BearerToken: tr.Status.Token,
+				TLSClientConfig: rest.TLSClientConfig{Insecure: true}}, http.MethodPost, u)
+			Expect(err).NotTo(HaveOccurred())
+			var out bytes.Buffer
+			ectx, cancel := context.WithTimeout(ctx, 20*time.Second)
+			defer cancel()
+			err = ex.StreamWithContext(ectx, remotecommand.StreamOptions{Stdout: &out, Stderr: &out})
+			return out.String(), err
+		}
+		// The command runs and exits 0 on the device (the provider's side
+		// of the session receives its "ok\n"); that output does not reach
+		// this SPDY client yet — an open bug, see docs/kubelet-api.md.
+		_, err = execIn("echo", "ok")
+		Expect(err).NotTo(HaveOccurred())
+		_, err = execIn("sh", "-c", "exit 3")
+		var ee utilexec.CodeExitError
+		Expect(errors.As(err, &ee)).To(BeTrue(), "error %v", err)
+		Expect(ee.Code).To(Equal(3))
+
+		// An offline device: Flightctl answers 504 after waiting for the
+		// agent, and the user is told so.
+		Expect(f.sim.Disconnect(f.placedOn(ctx, "logs")())).To(Succeed())
+		code, body = call(tr.Status.Token, logs)
+		Expect(body).To(ContainSubstring("did not open the console in time"))
+		Expect(body).To(ContainSubstring("probably offline"))
+		_ = code
 	})
 })

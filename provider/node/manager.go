@@ -273,3 +273,15 @@ func (m *Manager) AllPods(ctx context.Context) ([]*corev1.Pod, error) {
 	}
 	return out, nil
 }
+
+// PodPlacement returns where a pod of this manager runs: its node, device,
+// application, format and the node's console. The kubelet API uses it for
+// logs and exec.
+func (m *Manager) PodPlacement(namespace, name string) (nodeapi.Placement, bool) {
+	for _, h := range m.nodes.all() {
+		if p, ok := h.rt.placement(namespace, name); ok {
+			return p, true
+		}
+	}
+	return nodeapi.Placement{}, false
+}

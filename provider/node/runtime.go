@@ -26,6 +26,7 @@ import (
 	"github.com/vk-flightctl/vk-flightctl/provider/devicewriter"
 	"github.com/vk-flightctl/vk-flightctl/provider/nodeapi"
 	"github.com/vk-flightctl/vk-flightctl/provider/placement"
+	"github.com/vk-flightctl/vk-flightctl/provider/translate"
 )
 
 // runtimeConfig is what the Manager hands a new node.
@@ -336,4 +337,25 @@ func stripManagedFields(obj any) (any, error) {
 // client-go's default) without the shared 10/s bucket.
 func podQueueLimiter() workqueue.TypedRateLimiter[any] {
 	return workqueue.NewTypedItemExponentialFailureRateLimiter[any](5*time.Millisecond, 1000*time.Second)
+}
+
+// placement looks a pod up in the node's records for the kubelet API.
+func (rt *Runtime) placement(ns, name string) (nodeapi.Placement, bool) {
+	st, ok := rt.store.lookup(ns, name)
+	if !ok {
+		return nodeapi.Placement{}, false
+	}
+	v := rt.store.view(st)
+	p := nodeapi.Placement{
+		Node:    rt.nodeName,
+		App:     v.app,
+		Compose: translate.Format(rt.cfg.binding.Spec.ApplicationFormat) == translate.FormatCompose,
+	}
+	if v.phase == phaseDeployed {
+		p.Device = v.device
+	}
+	if c, ok := rt.cfg.flight.(nodeapi.Console); ok {
+		p.Console = c
+	}
+	return p, true
 }

@@ -79,3 +79,26 @@ func ListInventory(ctx context.Context, b *vkv1.FleetBinding, c *connection.Reso
 func ListOptions(b *vkv1.FleetBinding) flightctl.ListOptions {
 	return flightctl.ListOptions{LabelSelector: b.EffectiveDeviceSelector()}
 }
+
+// Console runs a command on a device through Flightctl's device console
+// (flightctl.Client.Console).
+type Console interface {
+	Console(ctx context.Context, device string, cmd flightctl.ConsoleCommand, tty bool, s flightctl.ConsoleStreams) error
+}
+
+// Placement is where a pod's workload runs, for the kubelet API's logs and
+// exec: read from the node's pod records, never a second copy of them.
+type Placement struct {
+	// Node is the virtual node the pod is bound to.
+	Node string
+	// Device is the Flightctl device the pod was written to; empty while
+	// the pod waits for room or failed.
+	Device string
+	// App is the pod's Flightctl application name.
+	App string
+	// Compose is true for the compose format, whose containers have no
+	// name known in advance (Flightctl refuses container_name).
+	Compose bool
+	// Console reaches the device; nil when the node's client cannot.
+	Console Console
+}

@@ -23,7 +23,7 @@ var allowedKeys = map[string]map[string]map[string]bool{
 	},
 	".container": {
 		"Unit": {"Description": true},
-		"Container": {"Image": true, "Pod": true, "Entrypoint": true, "Exec": true, "WorkingDir": true,
+		"Container": {"Image": true, "Pod": true, "ContainerName": true, "Entrypoint": true, "Exec": true, "WorkingDir": true,
 			"Environment": true, "Volume": true, "User": true, "Group": true, "ReadOnly": true,
 			"NoNewPrivileges": true, "DropCapability": true, "PodmanArgs": true},
 		"Service": {"Restart": true, "TimeoutStopSec": true},

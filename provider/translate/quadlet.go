@@ -166,6 +166,11 @@ func (u *unitFile) render() (string, error) {
 
 func podUnitName(app string) string { return app + ".pod" }
 
+// PodmanContainerName is the podman name of a pod's container in the
+// quadlet format: the application name, a dash, the container name (both
+// DNS labels, so the result is a valid podman name).
+func PodmanContainerName(app, container string) string { return app + "-" + container }
+
 func containerUnitName(app, container string) string { return app + "-" + container + ".container" }
 
 func volumeUnitName(app, volume string) string { return app + "-" + volume + ".volume" }
@@ -258,6 +263,9 @@ func renderContainerUnit(p *podPlan, c *containerPlan, desc string) (string, err
 	}
 	cs.add(field+".image", "Image", image)
 	cs.add("", "Pod", podUnitName(p.app))
+	// A known podman name lets the kubelet API run `podman logs` and
+	// `podman exec` on it without looking it up on the device.
+	cs.add("", "ContainerName", PodmanContainerName(p.app, c.name))
 	if c.command != nil {
 		// Entrypoint= takes a JSON array for multi-word entrypoints and is
 		// read as a raw string by quadlet, so only the specifiers need

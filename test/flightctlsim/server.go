@@ -42,6 +42,10 @@ func (s *Sim) routes() http.Handler {
 	api("DELETE /api/v1/fleets/{name}", "deleteFleet", s.deleteFleet)
 	api("GET /api/v1/events", "listEvents", s.listEvents)
 
+	// The console hijacks the connection, so it bypasses the counting
+	// wrapper; it still authenticates like every API call.
+	mux.HandleFunc("GET /ws/v1/devices/{name}/console", s.console)
+
 	ctl := func(pattern, op string, h http.HandlerFunc) { mux.Handle(pattern, s.controlHandler(op, h)) }
 	ctl("GET /sim/v1/devices/{name}", "sim.getDevice", s.simGetDevice)
 	ctl("POST /sim/v1/devices/{name}/disconnect", "sim.disconnect", s.simDisconnect)
