@@ -68,8 +68,10 @@ var _ = Describe("Metrics endpoint", func() {
 		code, _ := scrape(url, stranger)
 		Expect(code).To(Equal(http.StatusForbidden))
 		Eventually(func() int { code, _ := scrape(url, scraper); return code }, 10*time.Second).Should(Equal(http.StatusOK))
-		_, body := scrape(url, scraper)
-		Expect(body).To(ContainSubstring(`controller_runtime_active_workers{controller="fleetbinding"}`))
+		// The controller's series appear once it has started (after its
+		// caches synced), which may be after the endpoint first answers.
+		Eventually(func() string { _, body := scrape(url, scraper); return body }, 30*time.Second).
+			Should(ContainSubstring(`controller_runtime_active_workers{controller="fleetbinding"}`))
 	})
 })
 
