@@ -104,11 +104,10 @@ var _ = Describe("Kubelet API", func() {
 			err = ex.StreamWithContext(ectx, remotecommand.StreamOptions{Stdout: &out, Stderr: &out})
 			return out.String(), err
 		}
-		// The command runs and exits 0 on the device (the provider's side
-		// of the session receives its "ok\n"); that output does not reach
-		// this SPDY client yet — an open bug, see docs/kubelet-api.md.
-		_, err = execIn("echo", "ok")
+		// The command's stdout reaches the client, and so does its exit code.
+		out, err := execIn("echo", "ok")
 		Expect(err).NotTo(HaveOccurred())
+		Expect(out).To(Equal("ok\n"))
 		_, err = execIn("sh", "-c", "exit 3")
 		var ee utilexec.CodeExitError
 		Expect(errors.As(err, &ee)).To(BeTrue(), "error %v", err)
