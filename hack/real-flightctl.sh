@@ -49,7 +49,16 @@ PIDS="$STATE/pids"
 LOGS="$STATE/logs"
 FHOME="$STATE/home" # HOME of the Flightctl processes: ~/.flightctl/config.yaml
 PKI="$STATE/pki"
-PGDATA="$STATE/postgres"
+# PostgreSQL runs as the postgres user when we are root, and that user may
+# not be able to reach $STATE (a clone under a 0700 directory, e.g. from
+# mktemp -d): its data and socket then live in a directory of their own
+# under /tmp, named after $STATE so that every command finds them again.
+PG_ROOT="$STATE"
+if [ "$(id -u)" = 0 ]; then
+  PG_ROOT="/tmp/vk-flightctl-pg-$(printf %s "$STATE" | sha256sum | cut -c1-12)"
+fi
+PGDATA="$PG_ROOT/postgres"
+PGSOCK="$PG_ROOT/pgsock"
 ISSUER_URL="http://$HOST:$ISSUER_PORT"
 # Lifetime of tokens the issuer's token endpoint hands out (client
 # credentials and refresh grants, as vk-flightctl's refreshing credentials
@@ -187,13 +196,13 @@ start_issuer() {
 start_postgres() {
   local initdb pgctl
   initdb="$(pg_bin initdb)"; pgctl="$(pg_bin pg_ctl)"
-  mkdir -p "$STATE/pgsock"
-  if [ "$(id -u)" = 0 ]; then chown postgres "$STATE/pgsock"; fi
+  mkdir -p "$PG_ROOT" "$PGSOCK"
+  if [ "$(id -u)" = 0 ]; then chown postgres "$PGSOCK"; fi
   if [ ! -f "$PGDATA/PG_VERSION" ]; then
     log "initdb $PGDATA"
     mkdir -p "$PGDATA"
     [ "$(id -u)" = 0 ] && chown postgres "$PGDATA"
-    local pwfile="$STATE/pgsock/.pw"
+    local pwfile="$PGSOCK/.pw"
     secret pg-admin >"$pwfile"
     [ "$(id -u)" = 0 ] && chown postgres "$pwfile"
     as_pg "$initdb" -D "$PGDATA" -U postgres --pwfile="$pwfile" --auth-local=trust --auth-host=scram-sha-256 >"$LOGS/initdb.log" 2>&1 ||
@@ -201,16 +210,16 @@ start_postgres() {
     rm -f "$pwfile"
   fi
   if as_pg "$pgctl" -D "$PGDATA" status >/dev/null 2>&1; then return; fi
-  touch "$LOGS/postgres.log"
-  [ "$(id -u)" = 0 ] && chown postgres "$LOGS/postgres.log"
-  as_pg "$pgctl" -D "$PGDATA" -l "$LOGS/postgres.log" -w -t 60 \
-    -o "-c listen_addresses=$HOST -p $PG_PORT -k $STATE/pgsock" start >/dev/null ||
-    die "PostgreSQL did not start: $(tail -5 "$LOGS/postgres.log")"
+  touch "$PG_ROOT/postgres.log"
+  [ "$(id -u)" = 0 ] && chown postgres "$PG_ROOT/postgres.log"
+  as_pg "$pgctl" -D "$PGDATA" -l "$PG_ROOT/postgres.log" -w -t 60 \
+    -o "-c listen_addresses=$HOST -p $PG_PORT -k $PGSOCK" start >/dev/null ||
+    die "PostgreSQL did not start: $(tail -5 "$PG_ROOT/postgres.log")"
   log "PostgreSQL on $HOST:$PG_PORT"
 }
 
 psql_admin() { # args...
-  as_pg "$(pg_bin psql)" -h "$STATE/pgsock" -p "$PG_PORT" -U postgres -v ON_ERROR_STOP=1 -q "$@"
+  as_pg "$(pg_bin psql)" -h "$PGSOCK" -p "$PG_PORT" -U postgres -v ON_ERROR_STOP=1 -q "$@"
 }
 
 setup_database() {
@@ -219,7 +228,7 @@ setup_database() {
   log "creating database flightctl and its users ($MODDIR/deploy/scripts/setup_database_users.sql)"
   psql_admin -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname='flightctl'" | grep -q 1 ||
     psql_admin -d postgres -c "CREATE DATABASE flightctl"
-  local sql="$STATE/pgsock/setup.sql"
+  local sql="$PGSOCK/setup.sql"
   DB_NAME=flightctl DB_MIGRATION_USER=flightctl_migrator DB_MIGRATION_PASSWORD="$(secret db-migrator)" \
     DB_APP_USER=flightctl_app DB_APP_PASSWORD="$(secret db-app)" \
     envsubst <"$MODDIR/deploy/scripts/setup_database_users.sql" >"$sql"
@@ -373,7 +382,7 @@ cmd_down() {
     port_listening "$p" && left+=("$p")
   done
   [ ${#left[@]} -eq 0 ] || die "still listening after down: ports ${left[*]}"
-  if [ "${1:-}" = --purge ]; then rm -rf "$STATE"; log "deleted $STATE"; fi
+  if [ "${1:-}" = --purge ]; then rm -rf "$STATE"; [ "$PG_ROOT" = "$STATE" ] || rm -rf "$PG_ROOT"; log "deleted $STATE"; fi
 }
 
 cmd_env() {
