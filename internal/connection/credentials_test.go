@@ -1,16 +1,12 @@
 package connection
 
 import (
-	"crypto/rand"
-	"crypto/rsa"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -94,38 +90,14 @@ func TestCredentialsChangeTheFingerprint(t *testing.T) {
 	}
 }
 
-// issuer is a real OIDC issuer on loopback that counts token requests and
-// can refuse them (a revoked client).
-type issuer struct {
-	*oidcissuer.Issuer
-	srv     *httptest.Server
-	tokens  atomic.Int32
-	revoked atomic.Bool
-}
-
-func startIssuer(t *testing.T, ttl time.Duration) *issuer {
+// startIssuer starts a loopback OIDC issuer whose client secret is s3cret.
+func startIssuer(t *testing.T, ttl time.Duration) *oidcissuer.Loopback {
 	t.Helper()
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	is, err := oidcissuer.StartLoopback("s3cret", ttl)
 	if err != nil {
 		t.Fatal(err)
 	}
-	is := &issuer{}
-	is.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/token" {
-			if is.revoked.Load() {
-				w.Header().Set("Content-Type", "application/json")
-				w.WriteHeader(http.StatusUnauthorized)
-				_ = json.NewEncoder(w).Encode(map[string]string{"error": "invalid_client", "error_description": "client secret revoked"})
-				return
-			}
-			is.tokens.Add(1)
-		}
-		is.Handler().ServeHTTP(w, r)
-	}))
-	t.Cleanup(is.srv.Close)
-	is.Issuer = oidcissuer.New(is.srv.URL, key)
-	is.ClientSecret = "s3cret"
-	is.AccessTTL = ttl
+	t.Cleanup(is.Close)
 	return is
 }
 
@@ -134,9 +106,9 @@ func TestClientCredentialsRefreshBeforeExpiry(t *testing.T) {
 		is := startIssuer(t, 2*time.Second)
 		data := map[string]string{"oauth-client-id": oidcissuer.DefaultAudience, "oauth-client-secret": "s3cret"}
 		if viaDiscovery {
-			data["oidc-issuer-url"] = is.srv.URL
+			data["oidc-issuer-url"] = is.URL()
 		} else {
-			data["oauth-token-url"] = is.srv.URL + "/token"
+			data["oauth-token-url"] = is.URL() + "/token"
 		}
 		c, err := readCredentials(secret(data), "test")
 		if err != nil {
@@ -159,7 +131,7 @@ func TestClientCredentialsRefreshBeforeExpiry(t *testing.T) {
 			// renewed on every use; that is the point of refreshing early.
 			t.Logf("renewed at once (lifetime under the early-refresh window)")
 		}
-		if n := is.tokens.Load(); n < 1 {
+		if n := is.Issued(); n < 1 {
 			t.Fatalf("issuer saw %d token requests", n)
 		}
 	}
@@ -167,8 +139,8 @@ func TestClientCredentialsRefreshBeforeExpiry(t *testing.T) {
 
 func TestRefreshFailureIsClassifiedWithTheProvidersWords(t *testing.T) {
 	is := startIssuer(t, time.Minute)
-	is.revoked.Store(true)
-	c, err := readCredentials(secret(map[string]string{"oauth-client-id": oidcissuer.DefaultAudience, "oauth-client-secret": "s3cret", "oauth-token-url": is.srv.URL + "/token"}), "test")
+	is.SetRevoked(true)
+	c, err := readCredentials(secret(map[string]string{"oauth-client-id": oidcissuer.DefaultAudience, "oauth-client-secret": "s3cret", "oauth-token-url": is.URL() + "/token"}), "test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +166,7 @@ func TestRefreshTokenFromClientYAML(t *testing.T) {
 	is := startIssuer(t, time.Minute)
 	// A login as `flightctl login` leaves it: a refresh token and the
 	// provider it came from.
-	resp, err := http.PostForm(is.srv.URL+"/token", url.Values{"grant_type": {"client_credentials"}, "client_id": {oidcissuer.DefaultAudience}, "client_secret": {"s3cret"}})
+	resp, err := http.PostForm(is.URL()+"/token", url.Values{"grant_type": {"client_credentials"}, "client_id": {oidcissuer.DefaultAudience}, "client_secret": {"s3cret"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,7 +178,7 @@ func TestRefreshTokenFromClientYAML(t *testing.T) {
 	}
 	_ = resp.Body.Close()
 	yaml := "service:\n  server: https://f.example\nauthentication:\n  refresh-token: " + login.RefreshToken +
-		"\n  auth-provider:\n    auth-provider:\n      spec:\n        providerType: oidc\n        issuer: " + is.srv.URL +
+		"\n  auth-provider:\n    auth-provider:\n      spec:\n        providerType: oidc\n        issuer: " + is.URL() +
 		"\n        clientId: " + oidcissuer.DefaultAudience + "\n        clientSecret: s3cret\n"
 	c, err := readCredentials(secret(map[string]string{"client.yaml": yaml}), "test")
 	if err != nil {

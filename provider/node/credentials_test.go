@@ -2,11 +2,6 @@ package node_test
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
-	"encoding/json"
-	"net/http"
-	"net/http/httptest"
 	"sync/atomic"
 	"time"
 
@@ -23,36 +18,12 @@ import (
 	"github.com/vk-flightctl/vk-flightctl/test/oidcissuer"
 )
 
-// testIssuer is a real OIDC issuer on loopback that counts the tokens it
-// issued and can refuse its client (a revoked secret).
-type testIssuer struct {
-	*oidcissuer.Issuer
-	url     string
-	issued  atomic.Int32
-	revoked atomic.Bool
-}
-
-func startTestIssuer(ttl time.Duration) *testIssuer {
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
+// startTestIssuer starts a loopback OIDC issuer whose client secret is
+// client-s3cret, stopped when the spec ends.
+func startTestIssuer(ttl time.Duration) *oidcissuer.Loopback {
+	is, err := oidcissuer.StartLoopback("client-s3cret", ttl)
 	Expect(err).NotTo(HaveOccurred())
-	is := &testIssuer{}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/token" {
-			if is.revoked.Load() {
-				w.Header().Set("Content-Type", "application/json")
-				w.WriteHeader(http.StatusUnauthorized)
-				_ = json.NewEncoder(w).Encode(map[string]string{"error": "invalid_client", "error_description": "client secret revoked"})
-				return
-			}
-			is.issued.Add(1)
-		}
-		is.Handler().ServeHTTP(w, r)
-	}))
-	DeferCleanup(srv.Close)
-	is.url = srv.URL
-	is.Issuer = oidcissuer.New(srv.URL, key)
-	is.ClientSecret = "client-s3cret"
-	is.AccessTTL = ttl
+	DeferCleanup(is.Close)
 	return is
 }
 
@@ -69,26 +40,26 @@ var _ = Describe("Refreshing credentials", func() {
 			return true
 		}
 		creds := func(sim *flightctlsim.Sim) map[string]string {
-			return map[string]string{"api-url": sim.URL(), "oidc-issuer-url": is.url,
+			return map[string]string{"api-url": sim.URL(), "oidc-issuer-url": is.URL(),
 				"oauth-client-id": oidcissuer.DefaultAudience, "oauth-client-secret": "client-s3cret"}
 		}
 		f := newFixtureWithCredentials(ctx, flightctlsim.Options{TokenVerifier: verify}, creds, nil)
 		Eventually(f.bindingCondition(ctx, vkv1.ConditionFlightctlConnected), 30*time.Second).Should(Equal("True/" + vkv1.ReasonConnected))
 
 		By("serving through at least five token lifetimes")
-		issuedBefore := is.issued.Load()
+		issuedBefore := is.Issued()
 		p := f.pod("oauth-web", "100m", "64Mi")
 		Expect(k8sClient.Create(ctx, p)).To(Succeed())
 		Eventually(f.phase(ctx, "oauth-web"), 30*time.Second).Should(Equal(corev1.PodRunning))
 		Consistently(f.bindingCondition(ctx, vkv1.ConditionFlightctlConnected), 16*time.Second, time.Second).Should(Equal("True/" + vkv1.ReasonConnected))
-		renewed := is.issued.Load() - issuedBefore
+		renewed := is.Issued() - issuedBefore
 		AddReportEntry("client-credentials refresh", map[string]any{"tokens issued in 16 s": renewed, "accepted requests": accepted.Load(), "refused (401)": refused.Load()})
 		Expect(renewed).To(BeNumerically(">=", 5), "tokens of 3 s must be renewed before they expire")
 		Expect(refused.Load()).To(BeZero(), "no request may reach Flightctl with an expired or foreign token")
 		Expect(f.nodeCondition(ctx, corev1.NodeConditionType(vkv1.NodeConditionFlightctlReachable))()).To(Equal(corev1.ConditionTrue))
 
 		By("revoking the client at the identity provider")
-		is.revoked.Store(true)
+		is.SetRevoked(true)
 		Eventually(f.bindingCondition(ctx, vkv1.ConditionFlightctlConnected), 30*time.Second).Should(Equal("False/" + vkv1.ReasonTokenRefreshFailed))
 		var b vkv1.FleetBinding
 		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(f.binding), &b)).To(Succeed())
@@ -101,7 +72,7 @@ var _ = Describe("Refreshing credentials", func() {
 		Expect(refused.Load()).To(BeZero(), "without a token nothing is sent")
 
 		By("rotating the Secret to a new client secret")
-		is.revoked.Store(false)
+		is.SetRevoked(false)
 		is.ClientSecret = "rotated-s3cret"
 		var s corev1.Secret
 		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: f.ns, Name: "flightctl-credentials"}, &s)).To(Succeed())
