@@ -161,7 +161,10 @@ type fleet struct {
 	hasSelector    bool
 	templateLabels map[string]string
 	templateSpec   []byte
-	conditions     []flightctl.Condition
+	// rolloutPolicy is spec.rolloutPolicy as sent (compacted), nil when
+	// absent.
+	rolloutPolicy []byte
+	conditions    []flightctl.Condition
 
 	validated       bool
 	templateVersion int
@@ -222,7 +225,8 @@ func (f *fleet) wire(summary *flightctl.DevicesSummary) wireFleet {
 		},
 		Spec: wireFleetSpec{
 			Selector: sel,
-			Template: wireTemplate{Metadata: wireTemplateMeta{Labels: f.templateLabels}, Spec: f.templateSpec},
+			Template:      wireTemplate{Metadata: wireTemplateMeta{Labels: f.templateLabels}, Spec: f.templateSpec},
+			RolloutPolicy: f.rolloutPolicy,
 		},
 		Status: wireFleetStatus{Conditions: conds, DevicesSummary: summary},
 	}
