@@ -37,6 +37,9 @@ type Change struct {
 	Upsert []flightctl.ApplicationSpec
 	// Remove takes these applications out of the template.
 	Remove []string
+	// RemoveAllOwned takes every owned application out of the template
+	// (the binding is going away).
+	RemoveAllOwned bool
 	// RolloutPolicy, when not nil, replaces spec.rolloutPolicy; nil leaves
 	// the Fleet's own policy.
 	RolloutPolicy json.RawMessage
@@ -93,6 +96,10 @@ func (w *Writer) Apply(ctx context.Context, fleet string, ch Change) (Result, er
 		f, err := w.client.GetFleet(ctx, fleet)
 		if err != nil {
 			return err
+		}
+		ch := ch
+		if ch.RemoveAllOwned {
+			ch.Remove = append(append([]string(nil), ch.Remove...), Owned(f, w.owned)...)
 		}
 		if !apply(f, ch) {
 			res = Result{Changed: false, Fleet: f}

@@ -7,8 +7,8 @@ import (
 	"testing"
 
 	vkv1 "github.com/vk-flightctl/vk-flightctl/api/v1alpha1"
-	"github.com/vk-flightctl/vk-flightctl/provider/flightctl"
 	"github.com/vk-flightctl/vk-flightctl/provider/fleetwriter"
+	"github.com/vk-flightctl/vk-flightctl/provider/flightctl"
 	"github.com/vk-flightctl/vk-flightctl/test/flightctlsim"
 )
 
