@@ -172,6 +172,10 @@ type fleet struct {
 	// tell a template change from a selector-only change.
 	versionedTemplate []byte
 	workerEpoch       uint64
+	// plan is the batched rollout of the newest template version (nil
+	// without a BatchSequence policy); batchEpoch its pending check.
+	plan       *batchPlan
+	batchEpoch uint64
 }
 
 // bump records a persisted write.
@@ -224,7 +228,7 @@ func (f *fleet) wire(summary *flightctl.DevicesSummary) wireFleet {
 			ResourceVersion:   strconv.FormatInt(f.rv, 10),
 		},
 		Spec: wireFleetSpec{
-			Selector: sel,
+			Selector:      sel,
 			Template:      wireTemplate{Metadata: wireTemplateMeta{Labels: f.templateLabels}, Spec: f.templateSpec},
 			RolloutPolicy: f.rolloutPolicy,
 		},

@@ -95,7 +95,7 @@ type inFleet struct {
 type inFleetSpec struct {
 	Selector      *wireSelector   `json:"selector"`
 	RolloutPolicy json.RawMessage `json:"rolloutPolicy"`
-	Template struct {
+	Template      struct {
 		Metadata wireTemplateMeta `json:"metadata"`
 	} `json:"template"`
 }
