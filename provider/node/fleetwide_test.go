@@ -178,6 +178,40 @@ var _ = Describe("Fleet-wide pods", func() {
 		Expect(f.template(ctx)).To(And(HaveLen(1), HaveKey("user-app")))
 	})
 
+	It("follow the rollout policy the binding sets, batch by batch", func() {
+		opts := fleetSim()
+		opts.Config.Devices[len(opts.Config.Devices)-1].FailApplications = false
+		opts.Agent = flightctlsim.AgentDelays{Fetch: 100 * time.Millisecond, Preparing: 300 * time.Millisecond, Starting: 100 * time.Millisecond}
+		f := newFixture(ctx, opts, func(b *vkv1.FleetBinding) {
+			fleetWideBinding(b)
+			b.Spec.RolloutPolicy = &vkv1.RolloutPolicy{Batches: []vkv1.RolloutBatch{{Limit: "1"}}, SuccessThreshold: "100%"}
+		})
+		ds := f.daemonSet(ctx, "batched")
+		Expect(k8sClient.Create(ctx, f.pod("batched-v1", "100m", "64Mi", ownedBy(ds, "nginx:1.26")))).To(Succeed())
+		Eventually(f.rollout(ctx, "batched-v1"), 30*time.Second).Should(HaveField("Message", "3 of 3 devices run it"))
+
+		c, err := flightctl.New(flightctl.Config{Server: f.sim.URL(), Token: f.sim.Token()})
+		Expect(err).NotTo(HaveOccurred())
+		fl, err := c.GetFleet(ctx, "rollout-fleet")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(string(fl.Spec.RolloutPolicy)).To(Equal(`{"deviceSelection":{"strategy":"BatchSequence","sequence":[{"limit":1}]},"successThreshold":"100%"}`))
+
+		By("an image update goes out as a new template version, one batch after the other")
+		dispatched := func() int {
+			n := 0
+			for _, e := range f.sim.Events() {
+				if e.InvolvedObject.Kind == "Fleet" && e.Reason == "FleetRolloutBatchDispatched" {
+					n++
+				}
+			}
+			return n
+		}
+		before := dispatched()
+		Expect(k8sClient.Create(ctx, f.pod("batched-v2", "100m", "64Mi", ownedBy(ds, "nginx:1.27")))).To(Succeed())
+		Eventually(f.rollout(ctx, "batched-v2"), 30*time.Second).Should(HaveField("Message", "3 of 3 devices run it"))
+		Expect(dispatched() - before).To(Equal(2), "a batch of one device, then the other two")
+	})
+
 	It("are turned away from a per-device node", func() {
 		f := newFixture(ctx, flightctlsim.Options{}, nil)
 		Expect(k8sClient.Create(ctx, f.pod("everywhere", "100m", "64Mi", func(p *corev1.Pod) {

@@ -6,6 +6,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/labels"
 
@@ -162,10 +163,14 @@ func (s *Sim) dispatchBatch(f *fleet) {
 	s.scheduleBatchCheck(f)
 }
 
+// minBatchCheck spaces the checks of a batch whose devices are still
+// updating, so a simulator without delays does not spin on one.
+const minBatchCheck = 100 * time.Millisecond
+
 // scheduleBatchCheck looks at the current batch again shortly.
 func (s *Sim) scheduleBatchCheck(f *fleet) {
 	f.batchEpoch = s.newEpoch()
-	s.schedule(taskFleetBatch, f.name, s.opts.RenderDelay, f.batchEpoch)
+	s.schedule(taskFleetBatch, f.name, max(s.opts.RenderDelay, minBatchCheck), f.batchEpoch)
 }
 
 // checkBatch moves a rollout on once its batch completed. Caller holds
