@@ -209,7 +209,7 @@ var _ = Describe("Fleet-wide pods", func() {
 		before := dispatched()
 		Expect(k8sClient.Create(ctx, f.pod("batched-v2", "100m", "64Mi", ownedBy(ds, "nginx:1.27")))).To(Succeed())
 		Eventually(f.rollout(ctx, "batched-v2"), 30*time.Second).Should(HaveField("Message", "3 of 3 devices run it"))
-		Expect(dispatched() - before).To(Equal(2), "a batch of one device, then the other two")
+		Expect(dispatched()-before).To(Equal(2), "a batch of one device, then the other two")
 	})
 
 	It("are turned away from a per-device node", func() {
