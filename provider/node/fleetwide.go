@@ -20,6 +20,7 @@ import (
 	"github.com/vk-flightctl/vk-flightctl/provider/fleetwriter"
 	"github.com/vk-flightctl/vk-flightctl/provider/flightctl"
 	"github.com/vk-flightctl/vk-flightctl/provider/inventory"
+	"github.com/vk-flightctl/vk-flightctl/provider/placement"
 	"github.com/vk-flightctl/vk-flightctl/provider/translate"
 )
 
@@ -71,6 +72,9 @@ type fleetPod struct {
 	settled bool
 	// owed is true while the pod's template write has to be retried.
 	owed bool
+	// noRoom is true while some device lacks room for it; apply runs
+	// again after every poll.
+	noRoom bool
 	// removing is set once the pod was deleted and its application taken
 	// out of the template; removeBy bounds the wait for the devices.
 	removing    bool
@@ -143,13 +147,17 @@ func (fw *fleetWide) apply(ctx context.Context, pod *corev1.Pod) {
 		return
 	}
 	spec := res.Application
+	if short := fw.roomShort(pod, app); short != "" {
+		fw.waitForRoom(key, pod, app, short)
+		return
+	}
 	fw.mu.Lock()
 	rec := fw.pods[key]
 	if rec == nil || rec.pod.UID != pod.UID {
 		rec = &fleetPod{app: app, reported: map[string]string{}, status: translate.PendingStatus(pod, "", "waiting for its application to be written into the Flightctl Fleet's template")}
 		fw.pods[key] = rec
 	}
-	rec.pod, rec.spec, rec.digest = pod, &spec, inventory.AppDigest(spec)
+	rec.pod, rec.spec, rec.digest, rec.noRoom = pod, &spec, inventory.AppDigest(spec), false
 	writer := fw.newestClaimant(app) == rec
 	status := rec.status
 	fw.mu.Unlock()
@@ -157,6 +165,75 @@ func (fw *fleetWide) apply(ctx context.Context, pod *corev1.Pod) {
 	if writer {
 		fw.write(ctx, key, rec)
 	}
+}
+
+// roomShort says why some online device of the Fleet cannot hold the pod
+// ("" when all can). A fleet-wide pod runs on every device, so its
+// requests count once per device: with the other fleet-wide
+// applications' requests they must fit each device's allocatable.
+func (fw *fleetWide) roomShort(pod *corev1.Pod, app string) string {
+	want := placement.PodRequests(pod)
+	fw.mu.Lock()
+	taken := corev1.ResourceList{}
+	counted := map[string]bool{app: true}
+	for _, r := range fw.pods {
+		if r.settled || r.removing || r.noRoom || r.spec == nil || counted[r.app] {
+			continue
+		}
+		if c := fw.newestClaimant(r.app); c != nil {
+			counted[r.app] = true
+			addResources(taken, placement.PodRequests(c.pod))
+		}
+	}
+	fw.mu.Unlock()
+	for _, d := range fw.poller.current().Devices {
+		if !d.Online {
+			continue
+		}
+		for name, q := range want {
+			alloc, ok := d.Allocatable[name]
+			if !ok {
+				continue
+			}
+			need := q.DeepCopy()
+			if t, ok := taken[name]; ok {
+				need.Add(t)
+			}
+			if need.Cmp(alloc) > 0 {
+				used := taken[name]
+				return fmt.Sprintf("device %s has %s %s allocatable, %s of it requested by other fleet-wide pods; this pod requests %s on every device of the Fleet",
+					d.Name, alloc.String(), name, used.String(), q.String())
+			}
+		}
+	}
+	return ""
+}
+
+func addResources(sum, add corev1.ResourceList) {
+	for name, q := range add {
+		v := sum[name]
+		v.Add(q)
+		sum[name] = v
+	}
+}
+
+// waitForRoom keeps a pod that does not fit every device Pending; apply
+// runs again after each poll.
+func (fw *fleetWide) waitForRoom(key string, pod *corev1.Pod, app, short string) {
+	st := translate.PendingStatus(pod, vkv1.ReasonWaitingForDevice, "not written into the Flightctl Fleet's template: "+short)
+	fw.mu.Lock()
+	rec := fw.pods[key]
+	if rec == nil || rec.pod.UID != pod.UID {
+		rec = &fleetPod{app: app, reported: map[string]string{}}
+		fw.pods[key] = rec
+	}
+	first := !rec.noRoom
+	rec.pod, rec.noRoom, rec.status = pod, true, st
+	fw.mu.Unlock()
+	if first {
+		fw.recorder.Event(pod, corev1.EventTypeWarning, vkv1.EventFailedScheduling, "Insufficient resources on the Fleet's devices: "+short)
+	}
+	fw.kubePods.notifyStatus(pod, st)
 }
 
 // newestClaimant is the newest live pod naming app: the one whose content
@@ -316,9 +393,12 @@ func (fw *fleetWide) sync(ctx context.Context) {
 		rec *fleetPod
 	}
 	var writes, removals []job
+	var waiting []*corev1.Pod
 	fw.mu.Lock()
 	for key, rec := range fw.pods {
 		switch {
+		case rec.noRoom:
+			waiting = append(waiting, rec.pod)
 		case rec.removing && rec.removalOwed:
 			removals = append(removals, job{key, rec})
 		case rec.owed && rec.spec != nil && fw.newestClaimant(rec.app) == rec:
@@ -332,12 +412,15 @@ func (fw *fleetWide) sync(ctx context.Context) {
 	for _, j := range removals {
 		_ = fw.remove(ctx, j.rec.pod)
 	}
+	for _, p := range waiting {
+		fw.apply(ctx, p)
+	}
 
 	devs := fw.poller.current().Devices
 	fw.mu.Lock()
 	recs := make([]job, 0, len(fw.pods))
 	for key, rec := range fw.pods {
-		if !rec.settled && rec.spec != nil && !rec.owed {
+		if !rec.settled && rec.spec != nil && !rec.owed && !rec.noRoom {
 			recs = append(recs, job{key, rec})
 		}
 	}

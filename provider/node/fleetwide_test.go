@@ -170,6 +170,15 @@ var _ = Describe("Fleet-wide pods", func() {
 		Expect(f.rollout(ctx, "annotated")()).To(And(HaveField("Status", corev1.ConditionTrue),
 			HaveField("Reason", vkv1.ReasonRolloutComplete), HaveField("Message", Equal("3 of 3 devices run it"))))
 
+		By("requests count once per device: a pod that does not fit beside it on every device waits")
+		Expect(k8sClient.Create(ctx, f.pod("too-big", "1700m", "64Mi", func(p *corev1.Pod) {
+			p.Annotations = map[string]string{vkv1.AnnotationFleetWide: "true"}
+		}))).To(Succeed())
+		Eventually(f.waiting(ctx, "too-big"), 10*time.Second).Should(And(HavePrefix(vkv1.ReasonWaitingForDevice+": "),
+			ContainSubstring("has 1750m cpu allocatable, 100m of it requested by other fleet-wide pods; this pod requests 1700m on every device")))
+		Eventually(f.events(ctx, "too-big"), 10*time.Second).Should(ContainElement(HavePrefix(vkv1.EventFailedScheduling + ": Insufficient resources on the Fleet's devices")))
+		Expect(f.template(ctx)).To(HaveLen(2), "user-app and the first pod's application only")
+
 		By("deleting the binding takes its applications out of the Fleet's template")
 		Expect(k8sClient.Delete(ctx, f.binding)).To(Succeed())
 		Eventually(func() bool {

@@ -9,8 +9,8 @@ import (
 	"time"
 
 	vkv1 "github.com/vk-flightctl/vk-flightctl/api/v1alpha1"
-	"github.com/vk-flightctl/vk-flightctl/provider/flightctl"
 	"github.com/vk-flightctl/vk-flightctl/provider/fleetwriter"
+	"github.com/vk-flightctl/vk-flightctl/provider/flightctl"
 )
 
 // testFleetTemplateWrites covers what fleet-wide mode (provider/fleetwriter)
@@ -18,8 +18,9 @@ import (
 // resourceVersion keeps the selector and the applications it does not
 // own, a stale resourceVersion is a 409 the writer retries, the server
 // renders the new template onto the devices the Fleet owns and annotates
-// them with the template version, the rollout policy is stored as sent,
-// and removing the application takes it off the devices again.
+// them with the template version, removing the application takes it off
+// the devices again, the rollout policy is stored as sent, and under a
+// batch policy a change still reaches the device.
 func testFleetTemplateWrites(t *testing.T, tg Target) {
 	f := newFixture(t, tg)
 	fleet := f.name("fw")
@@ -95,6 +96,24 @@ func testFleetTemplateWrites(t *testing.T, tg Target) {
 		expectAPIError(t, tg, err, apiErr{code: http.StatusConflict, is: []class{conflict, stale}, msg: "the object has been modified"})
 	})
 
+	t.Run("removing the owned applications keeps the user's", func(t *testing.T) {
+		f := f.at(t)
+		if _, err := w.Apply(f.ctx(), fleet, fleetwriter.Change{RemoveAllOwned: true}); err != nil {
+			t.Fatal(err)
+		}
+		got, _ := f.c.GetFleet(f.ctx(), fleet)
+		if names := appNames(&got.Spec.Template.Spec); !slices.Equal(names, []string{"user-app"}) {
+			t.Errorf("template applications = %v", names)
+		}
+		f.eventually(30*time.Second, "the device drops the removed applications", func() (bool, string) {
+			d, err := f.c.GetDevice(f.ctx(), dev)
+			if err != nil {
+				return false, err.Error()
+			}
+			names := appNames(d.Spec)
+			return slices.Equal(names, []string{"user-app"}), "device applications " + strings.Join(names, ",")
+		})
+	})
 	t.Run("rollout policy is stored as sent", func(t *testing.T) {
 		f := f.at(t)
 		one := int32(1)
@@ -124,22 +143,21 @@ func testFleetTemplateWrites(t *testing.T, tg Target) {
 		}
 	})
 
-	t.Run("removing the owned applications keeps the user's", func(t *testing.T) {
+	t.Run("under a batch policy a template change still reaches the device", func(t *testing.T) {
 		f := f.at(t)
-		if _, err := w.Apply(f.ctx(), fleet, fleetwriter.Change{RemoveAllOwned: true}); err != nil {
+		if _, err := w.Apply(f.ctx(), fleet, fleetwriter.Change{Upsert: []flightctl.ApplicationSpec{ours}}); err != nil {
 			t.Fatal(err)
 		}
-		got, _ := f.c.GetFleet(f.ctx(), fleet)
-		if names := appNames(&got.Spec.Template.Spec); !slices.Equal(names, []string{"user-app"}) {
-			t.Errorf("template applications = %v", names)
-		}
-		f.eventually(30*time.Second, "the device drops the removed applications", func() (bool, string) {
+		// Flightctl v1.2 selects a batched rollout's devices every 30 s
+		// (RolloutDeviceSelectionInterval), so this takes up to a minute
+		// or two there.
+		f.eventually(150*time.Second, "the batched rollout gives the device the new version", func() (bool, string) {
 			d, err := f.c.GetDevice(f.ctx(), dev)
 			if err != nil {
 				return false, err.Error()
 			}
 			names := appNames(d.Spec)
-			return slices.Equal(names, []string{"user-app"}), "device applications " + strings.Join(names, ",")
+			return slices.Equal(names, []string{"user-app", "vk-contract"}), "device applications " + strings.Join(names, ",")
 		})
 	})
 }
