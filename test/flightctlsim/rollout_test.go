@@ -97,3 +97,22 @@ func hasFleetEvent(s *Sim, reason string) bool {
 	}
 	return false
 }
+
+func TestControlAddsDevices(t *testing.T) {
+	s := startSim(t, Options{})
+	c := newClient(t, s)
+	cfg := map[string]any{"name": "added-1", "labels": map[string]string{"x": "y"}, "cpu": 2, "memory": "4Gi", "failApplications": true}
+	if r := c.do("POST", "/sim/v1/devices", cfg, ""); r.code != 200 {
+		t.Fatalf("add: %d %s", r.code, r.body)
+	}
+	if r := c.do("POST", "/sim/v1/devices", cfg, ""); r.code != 409 {
+		t.Fatalf("adding it again: %d %s, want 409", r.code, r.body)
+	}
+	if r := c.do("POST", "/sim/v1/devices", map[string]any{"name": "added-2", "bogus": 1}, ""); r.code != 400 {
+		t.Fatalf("unknown field: %d %s, want 400", r.code, r.body)
+	}
+	d := c.do("GET", "/api/v1/devices/added-1", nil, "").json(t)
+	if str(d, "metadata.labels.x") != "y" || str(d, "status.systemInfo.cpuCores") != "2" {
+		t.Fatalf("added device: %s", js(d))
+	}
+}
