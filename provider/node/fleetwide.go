@@ -433,8 +433,13 @@ func (fw *fleetWide) sync(ctx context.Context) {
 // syncPod maps the listing to one pod.
 func (fw *fleetWide) syncPod(key string, rec *fleetPod, devs []inventory.Device) {
 	fw.mu.Lock()
-	pod, app, digest, removing, removeBy := rec.pod, rec.app, rec.digest, rec.removing, rec.removeBy
+	pod, app, digest, removing, removeBy, owed := rec.pod, rec.app, rec.digest, rec.removing, rec.removeBy, rec.removalOwed
 	fw.mu.Unlock()
+	if removing && owed {
+		// The template still has the application: the pod waits for the
+		// removal to be written (retried above), however long it takes.
+		return
+	}
 	if removing {
 		left := devicesWithApp(devs, app)
 		if left == 0 || fw.now().After(removeBy) {
