@@ -10,6 +10,7 @@ import (
 
 	vkv1 "github.com/vk-flightctl/vk-flightctl/api/v1alpha1"
 	"github.com/vk-flightctl/vk-flightctl/provider/fleetwriter"
+	"github.com/vk-flightctl/vk-flightctl/provider/inventory"
 	"github.com/vk-flightctl/vk-flightctl/provider/flightctl"
 )
 
@@ -67,6 +68,18 @@ func testFleetTemplateWrites(t *testing.T, tg Target) {
 			return slices.Equal(names, []string{"user-app", "vk-contract"}) && want != "" && got == want,
 				"device applications " + strings.Join(names, ",") + ", device template version " + got + ", fleet's " + want
 		})
+		// The node tells which version of its application a device was
+		// given by this digest (provider/inventory); the server's rendering
+		// (it adds runAs) must not change it.
+		d, err := f.c.GetDevice(f.ctx(), dev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range d.Spec.Applications {
+			if a.Name == ours.Name && inventory.AppDigest(a) != inventory.AppDigest(ours) {
+				t.Errorf("the device's copy of %s digests differently from what was written: %+v", a.Name, a)
+			}
+		}
 	})
 
 	t.Run("the same content again writes nothing", func(t *testing.T) {
