@@ -4,7 +4,7 @@
 # with kubectl. Everything stays up afterwards; `make demo-down` stops it.
 #
 # Usage: hack/demo.sh [--flightctl sim|real] [--reconnect-timeout 20s] [--status-poll-interval 2s]
-#                     [--manager-as-admin] [--scenarios 1,2,3,4,5,6]
+#                     [--manager-as-admin] [--scenarios 1,2,3,4,5,6,7]
 #
 # A re-run starts clean: it stops the previous demo first. The work is in
 # hack/demo/main.go and test/quickstart (shared with the e2e suite); this
