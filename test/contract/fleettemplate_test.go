@@ -10,8 +10,8 @@ import (
 
 	vkv1 "github.com/vk-flightctl/vk-flightctl/api/v1alpha1"
 	"github.com/vk-flightctl/vk-flightctl/provider/fleetwriter"
-	"github.com/vk-flightctl/vk-flightctl/provider/inventory"
 	"github.com/vk-flightctl/vk-flightctl/provider/flightctl"
+	"github.com/vk-flightctl/vk-flightctl/provider/inventory"
 )
 
 // testFleetTemplateWrites covers what fleet-wide mode (provider/fleetwriter)
