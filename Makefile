@@ -105,7 +105,7 @@ cluster-status: ## Show the local control plane's health.
 FLIGHTCTL ?= sim
 
 .PHONY: demo
-demo: k8s-binaries-all ## Run the product end to end: local control plane, Flightctl simulator (FLIGHTCTL=real: a real Flightctl v1.2.0 with fake devices), manager, the six quickstart scenarios (left running).
+demo: k8s-binaries-all ## Run the product end to end: local control plane, Flightctl simulator (FLIGHTCTL=real: a real Flightctl v1.2.0 with fake devices), manager, the seven quickstart scenarios (left running).
 	hack/demo.sh --flightctl $(FLIGHTCTL)
 
 .PHONY: demo-down

@@ -115,6 +115,9 @@ func setDevicesCondition(s *scope) {
 	case inv == nil:
 		setCondition(b, vkv1.ConditionDevicesAvailable, metav1.ConditionUnknown, vkv1.ReasonWaitingForFlightctl,
 			"device inventory not read yet")
+	case inv.Summary.Total == 0 && b.FleetWide():
+		setCondition(b, vkv1.ConditionDevicesAvailable, metav1.ConditionFalse, vkv1.ReasonNoDevices, fmt.Sprintf(
+			"Flightctl Fleet %s owns no device: check the Fleet exists and its selector matches devices", b.Spec.FlightctlFleet))
 	case inv.Summary.Total == 0:
 		setCondition(b, vkv1.ConditionDevicesAvailable, metav1.ConditionFalse, vkv1.ReasonNoDevices, fmt.Sprintf(
 			"no Flightctl device matches selector %q: label devices with it or change spec.deviceSelector", b.EffectiveDeviceSelector()))

@@ -19,6 +19,9 @@ const (
 
 // FleetBindingSpec says which Flightctl devices form the fleet, how to
 // reach Flightctl, and how the virtual node behaves.
+// +kubebuilder:validation:XValidation:rule="has(self.flightctlFleet) == has(oldSelf.flightctlFleet)",message="flightctlFleet cannot be added or removed; create a new FleetBinding instead"
+// +kubebuilder:validation:XValidation:rule="!has(self.flightctlFleet) || !has(self.deviceSelector)",message="deviceSelector and flightctlFleet are exclusive: a Flightctl Fleet's devices are the ones it owns"
+// +kubebuilder:validation:XValidation:rule="!has(self.rolloutPolicy) || has(self.flightctlFleet)",message="rolloutPolicy needs flightctlFleet: it is the Flightctl Fleet's rollout policy"
 type FleetBindingSpec struct {
 	// Fleet names the fleet. It forms the node name vk-flightctl-<fleet>
 	// (unless nodeName is set) and the node label flightctl.io/fleet=<fleet>.
@@ -43,6 +46,26 @@ type FleetBindingSpec struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=1024
 	DeviceSelector string `json:"deviceSelector,omitempty"`
+
+	// FlightctlFleet names a Flightctl Fleet and switches the binding to
+	// fleet-wide mode: the node stands for the devices that Fleet owns
+	// (metadata.owner Fleet/<name>), and each fleet-wide pod (a DaemonSet's,
+	// or one annotated flightctl.io/fleet-wide: "true") becomes an
+	// application in the Fleet's template, which Flightctl rolls out to
+	// every device. Per-device pods are refused on such a node. Empty means
+	// per-device mode (deviceSelector). See docs/fleets.md.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="flightctlFleet is immutable; create a new FleetBinding instead"
+	FlightctlFleet string `json:"flightctlFleet,omitempty"`
+
+	// RolloutPolicy, with flightctlFleet, is written as the Flightctl
+	// Fleet's spec.rolloutPolicy whenever its template changes. Unset
+	// leaves the Fleet's own rollout policy alone.
+	// +optional
+	RolloutPolicy *RolloutPolicy `json:"rolloutPolicy,omitempty"`
 
 	// Flightctl says how to reach the Flightctl API.
 	// +kubebuilder:validation:Required
@@ -110,6 +133,55 @@ type FleetBindingSpec struct {
 	// +optional
 	// +kubebuilder:default=quadlet
 	ApplicationFormat ApplicationFormat `json:"applicationFormat,omitempty"`
+}
+
+// RolloutPolicy is how Flightctl rolls a new template version out to the
+// Fleet's devices (Flightctl v1.2 spec.rolloutPolicy).
+type RolloutPolicy struct {
+	// Batches are rolled out one after the other; each updates at most
+	// limit devices (a number, or a percentage like "50%"). Flightctl
+	// updates the devices no batch selected in a last, implicit batch.
+	// +optional
+	// +kubebuilder:validation:MaxItems=20
+	// +listType=atomic
+	Batches []RolloutBatch `json:"batches,omitempty"`
+
+	// SuccessThreshold is the percentage of a batch's devices that must
+	// update successfully before the next batch starts, e.g. "90%".
+	// +optional
+	// +kubebuilder:validation:Pattern=`^(100|[1-9]?[0-9])%$`
+	SuccessThreshold string `json:"successThreshold,omitempty"`
+
+	// DisruptionBudget bounds how many devices are updating at once.
+	// +optional
+	DisruptionBudget *DisruptionBudget `json:"disruptionBudget,omitempty"`
+}
+
+// RolloutBatch is one batch of a rollout.
+type RolloutBatch struct {
+	// Limit is the most devices the batch updates: a number ("1") or a
+	// percentage ("50%").
+	// +kubebuilder:validation:Required
+	// +kubebuilder:validation:Pattern=`^([1-9][0-9]{0,5}|(100|[1-9]?[0-9])%)$`
+	Limit string `json:"limit"`
+
+	// Selector narrows the batch to devices with these labels.
+	// +optional
+	// +kubebuilder:validation:MaxProperties=16
+	Selector map[string]string `json:"selector,omitempty"`
+}
+
+// DisruptionBudget bounds the devices a rollout takes down at once.
+// +kubebuilder:validation:XValidation:rule="has(self.maxUnavailable) || has(self.minAvailable)",message="set maxUnavailable or minAvailable"
+type DisruptionBudget struct {
+	// MaxUnavailable is the most devices updating at the same time.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	MaxUnavailable *int32 `json:"maxUnavailable,omitempty"`
+	// MinAvailable is the fewest devices that must stay available.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	MinAvailable *int32 `json:"minAvailable,omitempty"`
 }
 
 // FlightctlConnection says where the Flightctl API is and how to
@@ -270,11 +342,28 @@ func (b *FleetBinding) EffectiveNodeName() string {
 	return DefaultNodeNamePrefix + b.Spec.Fleet
 }
 
+// FleetWide says whether the binding is in fleet-wide mode (it names a
+// Flightctl Fleet).
+func (b *FleetBinding) FleetWide() bool { return b.Spec.FlightctlFleet != "" }
+
 // EffectiveDeviceSelector is the Flightctl label selector for the fleet's
-// devices.
+// devices; empty in fleet-wide mode, where devices are selected by owner
+// (EffectiveOwnerSelector).
 func (b *FleetBinding) EffectiveDeviceSelector() string {
+	if b.FleetWide() {
+		return ""
+	}
 	if b.Spec.DeviceSelector != "" {
 		return b.Spec.DeviceSelector
 	}
 	return DefaultFleetLabelKey + "=" + b.Spec.Fleet
+}
+
+// EffectiveOwnerSelector is the Flightctl field selector of the devices the
+// binding's Flightctl Fleet owns; empty in per-device mode.
+func (b *FleetBinding) EffectiveOwnerSelector() string {
+	if !b.FleetWide() {
+		return ""
+	}
+	return "metadata.owner=Fleet/" + b.Spec.FlightctlFleet
 }

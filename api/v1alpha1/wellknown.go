@@ -29,6 +29,12 @@ const (
 	// applications before the binding disappears.
 	FleetBindingFinalizer = "vk.flightctl.io/cleanup"
 
+	// AnnotationFleetWide, set to "true" on a pod, makes it fleet-wide: on a
+	// binding with spec.flightctlFleet it becomes an application in that
+	// Flightctl Fleet's template and runs on every device the Fleet owns.
+	// Pods owned by a DaemonSet are fleet-wide without it.
+	AnnotationFleetWide = "flightctl.io/fleet-wide"
+
 	// DefaultNodeNamePrefix prefixes the fleet name to form the node name
 	// when spec.nodeName is empty.
 	DefaultNodeNamePrefix = "vk-flightctl-"
@@ -124,6 +130,39 @@ const (
 	// previous one; the message is the agent's.
 	EventUpdateFailed = "UpdateFailed"
 )
+
+// Reasons of fleet-wide pods (spec.flightctlFleet, docs/fleets.md).
+const (
+	// ReasonPerDeviceOnFleetNode: a per-device pod was bound to a node
+	// that stands for a Flightctl Fleet; it fails and nothing is written.
+	ReasonPerDeviceOnFleetNode = "PerDeviceOnFleetNode"
+	// ReasonFleetWideWithoutFleet: a fleet-wide pod (DaemonSet or
+	// annotated) was bound to a per-device node; it fails.
+	ReasonFleetWideWithoutFleet = "FleetWideWithoutFleet"
+	// EventFleetTemplateUpdated: the pod's application was written into
+	// the Flightctl Fleet's template (Flightctl rolls it out).
+	EventFleetTemplateUpdated = "FleetTemplateUpdated"
+	// EventFleetTemplateFailed: writing the Fleet's template failed
+	// (retried) or was refused (the pod fails).
+	EventFleetTemplateFailed = "FleetTemplateFailed"
+	// EventFleetDeviceFailed (Warning): one device of the Fleet failed to
+	// run the pod's application; the message names it and says why.
+	EventFleetDeviceFailed = "FleetDeviceFailed"
+	// ReasonRolloutInProgress is the PodConditionFleetRollout reason while
+	// fewer than the targeted devices run the application.
+	ReasonRolloutInProgress = "RolloutInProgress"
+	// ReasonRolloutComplete: every targeted device runs it.
+	ReasonRolloutComplete = "RolloutComplete"
+	// ReasonRolloutDegraded: some devices failed to run it.
+	ReasonRolloutDegraded = "RolloutDegraded"
+	// ReasonNoFleetDevices: the Flightctl Fleet owns no device.
+	ReasonNoFleetDevices = "NoFleetDevices"
+)
+
+// PodConditionFleetRollout is a fleet-wide pod's rollout: True once every
+// online device of the Fleet runs its application; the message is
+// "k of N devices run it" and names the first failing devices.
+const PodConditionFleetRollout = "vk.flightctl.io/FleetRollout"
 
 // PodConditionDeviceUpdate is False with reason UpdateFailed and the
 // agent's message while the device failed to apply the version carrying

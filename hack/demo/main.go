@@ -1,10 +1,10 @@
 // Command demo is `make demo`: it brings up a local control plane, the
 // Flightctl simulator and the vk-flightctl manager (hack/demo.sh stops any
-// previous demo first), walks the six scenarios of docs/quickstart.md with
+// previous demo first), walks the seven scenarios of docs/quickstart.md with
 // kubectl, and leaves everything running for the reader to explore.
 // `make demo-down` (hack/demo-down.sh) stops it.
 //
-// It exits 0 only if all six scenarios pass.
+// It exits 0 only if all seven scenarios pass.
 package main
 
 import (
@@ -31,7 +31,7 @@ func run() int {
 	reconnect := flag.Duration("reconnect-timeout", 20*time.Second, "the FleetBinding's spec.reconnectTimeout (scenario 5 waits this long; minimum 10s)")
 	poll := flag.Duration("status-poll-interval", 2*time.Second, "the FleetBinding's spec.statusPollInterval (minimum 1s)")
 	asAdmin := flag.Bool("manager-as-admin", false, "run the manager with the cluster-admin kubeconfig instead of its ServiceAccount (config/rbac)")
-	only := flag.String("scenarios", "1,2,3,4,5,6", "which scenarios to run, comma-separated (they build on each other in order)")
+	only := flag.String("scenarios", "1,2,3,4,5,6,7", "which scenarios to run, comma-separated (they build on each other in order)")
 	flightctl := flag.String("flightctl", "sim", "sim: the Flightctl simulator; real: a real Flightctl v1.2.0 (hack/real-flightctl.sh up) with fake devices")
 	flag.Parse()
 	if *flightctl != "sim" && *flightctl != "real" {
@@ -75,10 +75,10 @@ func run() int {
 		return 2
 	}
 	if external != nil {
-		fmt.Fprintf(out, "vk-flightctl demo: local control plane + real Flightctl v1.2.0 (%s) with fake devices + manager, then the six quickstart scenarios.\n", external.URL)
+		fmt.Fprintf(out, "vk-flightctl demo: local control plane + real Flightctl v1.2.0 (%s) with fake devices + manager, then the seven quickstart scenarios.\n", external.URL)
 		fmt.Fprintf(out, "Scenario 5 waits for the real server to notice a silent device (up to %s, twice).\n", quickstart.RealDisconnectDetection)
 	} else {
-		fmt.Fprintf(out, "vk-flightctl demo: local control plane + Flightctl simulator + manager, then the six quickstart scenarios.\n")
+		fmt.Fprintf(out, "vk-flightctl demo: local control plane + Flightctl simulator + manager, then the seven quickstart scenarios.\n")
 	}
 	if err := stack.Up(ctx); err != nil {
 		fmt.Fprintf(out, "\nSETUP FAILED: %v\n", err)

@@ -4,6 +4,8 @@
 package inventory
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"sort"
 	"strconv"
@@ -36,12 +38,17 @@ type Options struct {
 	Reserve corev1.ResourceList
 	// MaxPods bounds pods per device and is the node's pod capacity.
 	MaxPods int32
+	// FleetWide names the Flightctl Fleet of a fleet-wide binding: the
+	// devices it owns are the node's devices, usable rather than listed
+	// as OwnedByFleet (the provider writes the Fleet's template, never
+	// their specs).
+	FleetWide string
 }
 
 // OptionsFor reads the options from a binding, falling back to the CRD
 // defaults when a field is empty (objects created before defaulting).
 func OptionsFor(b *vkv1.FleetBinding) Options {
-	o := Options{DefaultCapacity: b.Spec.DefaultDeviceCapacity, Reserve: b.Spec.DeviceReserve, MaxPods: b.Spec.MaxPods}
+	o := Options{DefaultCapacity: b.Spec.DefaultDeviceCapacity, Reserve: b.Spec.DeviceReserve, MaxPods: b.Spec.MaxPods, FleetWide: b.Spec.FlightctlFleet}
 	if o.DefaultCapacity == nil {
 		o.DefaultCapacity = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("2"), corev1.ResourceMemory: resource.MustParse("4Gi")}
 	}
@@ -67,6 +74,10 @@ type Device struct {
 	Applications map[string]flightctl.ApplicationStatus
 	// SpecApplications are the names of applications in the device spec.
 	SpecApplications []string
+	// SpecDigests are AppDigest of each spec application, by name; only
+	// in fleet-wide mode, where they tell which template version of an
+	// application a device was given.
+	SpecDigests map[string]string
 	// ResourceVersion is the device's metadata.resourceVersion.
 	ResourceVersion string
 	// RenderedVersion is the server's device-controller/renderedVersion
@@ -153,6 +164,9 @@ func FromDevice(d *flightctl.Device, o Options) Device {
 	if d.Metadata.Owner != nil {
 		out.OwnedBy = strings.TrimPrefix(*d.Metadata.Owner, "Fleet/")
 	}
+	if o.FleetWide != "" && out.OwnedBy == o.FleetWide {
+		out.OwnedBy = ""
+	}
 	var sys map[string]string
 	if d.Status != nil {
 		sys = d.Status.SystemInfo
@@ -172,6 +186,12 @@ func FromDevice(d *flightctl.Device, o Options) Device {
 	if d.Spec != nil {
 		for _, a := range d.Spec.Applications {
 			out.SpecApplications = append(out.SpecApplications, a.Name)
+		}
+		if o.FleetWide != "" {
+			out.SpecDigests = make(map[string]string, len(d.Spec.Applications))
+			for _, a := range d.Spec.Applications {
+				out.SpecDigests[a.Name] = AppDigest(a)
+			}
 		}
 	}
 	out.IP = sys[flightctl.SystemInfoNetIPDefault]
@@ -305,4 +325,30 @@ func updateFailure(st *flightctl.DeviceStatus) string {
 		return "the device's update failed (condition Updating, reason " + c.Reason + ")"
 	}
 	return ""
+}
+
+// AppDigest fingerprints what an application runs: its type, image, inline
+// files and environment. Fields the server adds when it renders a Fleet's
+// template onto a device (runAs) are left out, so the digest of what was
+// written into the template equals the digest of the device's copy.
+func AppDigest(a flightctl.ApplicationSpec) string {
+	h := sha256.New()
+	write := func(parts ...string) {
+		for _, p := range parts {
+			_, _ = fmt.Fprintf(h, "%d:%s", len(p), p)
+		}
+	}
+	write(a.Name, a.AppType, a.Image)
+	for _, f := range a.Inline {
+		write(f.Path, f.ContentEncoding, f.Content)
+	}
+	keys := make([]string, 0, len(a.EnvVars))
+	for k := range a.EnvVars {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		write(k, a.EnvVars[k])
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
 }

@@ -104,3 +104,24 @@ func (k *kubePods) notify(v podState) {
 	}
 	cb(p)
 }
+
+// notifyStatus hands virtual-kubelet pod with status, for pods that have no
+// device record (fleet-wide pods, fleetwide.go). Like notify it starts
+// from the informer's copy when it is the same pod.
+func (k *kubePods) notifyStatus(pod *corev1.Pod, status corev1.PodStatus) {
+	k.mu.Lock()
+	cb, l := k.cb, k.lister
+	k.mu.Unlock()
+	if cb == nil {
+		return
+	}
+	base := pod
+	if l != nil {
+		if fresh, err := l.Pods(pod.Namespace).Get(pod.Name); err == nil && fresh.UID == pod.UID {
+			base = fresh
+		}
+	}
+	p := &corev1.Pod{TypeMeta: base.TypeMeta, ObjectMeta: *base.ObjectMeta.DeepCopy(), Spec: base.Spec}
+	p.Status = *status.DeepCopy()
+	cb(p)
+}

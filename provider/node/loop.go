@@ -28,6 +28,7 @@ type statusLoop struct {
 	deployer    *deployer
 	remover     *remover
 	sweeper     *orphanSweeper
+	fleetWide   *fleetWide
 	// trigger asks the FleetBinding controller to persist status now.
 	trigger func()
 	log     logr.Logger
@@ -88,7 +89,12 @@ func (l *statusLoop) syncOnce(ctx context.Context) {
 	}
 	l.remover.retry(ctx)
 	l.deployer.retry(ctx)
-	l.sweeper.sweepIfDue(ctx)
+	l.fleetWide.sync(ctx)
+	// A Fleet's devices carry the Fleet's applications, which per-device
+	// sweeping must not touch (Flightctl refuses it anyway).
+	if !l.fleetWide.active() {
+		l.sweeper.sweepIfDue(ctx)
+	}
 	recordGauges(l.fleet, fleet, l.store)
 	statusLoopDuration.WithLabelValues(l.fleet).Observe(time.Since(start).Seconds())
 }

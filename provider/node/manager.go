@@ -31,6 +31,7 @@ import (
 
 	vkv1 "github.com/vk-flightctl/vk-flightctl/api/v1alpha1"
 	"github.com/vk-flightctl/vk-flightctl/provider/devicewriter"
+	"github.com/vk-flightctl/vk-flightctl/provider/fleetwriter"
 	"github.com/vk-flightctl/vk-flightctl/provider/nodeapi"
 	"github.com/vk-flightctl/vk-flightctl/provider/translate"
 )
@@ -216,6 +217,7 @@ func (m *Manager) newRuntime(req nodeapi.Request) *Runtime {
 		settings: req.Settings,
 		flight:   c,
 		writer:   writer,
+		fleets:   fleetwriter.New(c, translate.IsOwnedAppName),
 		kube:     m.kube,
 		reader:   m.reader,
 		recorder: m.recorder.GetEventRecorderFor(b.EffectiveNodeName()),

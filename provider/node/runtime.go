@@ -24,6 +24,7 @@ import (
 	vkv1 "github.com/vk-flightctl/vk-flightctl/api/v1alpha1"
 	"github.com/vk-flightctl/vk-flightctl/internal/settings"
 	"github.com/vk-flightctl/vk-flightctl/provider/devicewriter"
+	"github.com/vk-flightctl/vk-flightctl/provider/fleetwriter"
 	"github.com/vk-flightctl/vk-flightctl/provider/nodeapi"
 	"github.com/vk-flightctl/vk-flightctl/provider/placement"
 	"github.com/vk-flightctl/vk-flightctl/provider/translate"
@@ -35,6 +36,8 @@ type runtimeConfig struct {
 	settings settings.Effective
 	flight   flightctlClient
 	writer   *devicewriter.Writer
+	// fleets writes the Flightctl Fleet's template (fleet-wide mode).
+	fleets   *fleetwriter.Writer
 	kube     kubernetes.Interface
 	reader   client.Reader
 	recorder record.EventRecorder
@@ -63,6 +66,7 @@ type runtimeConfig struct {
 //   - statusMapper: device status to pod status (statusmapper.go)
 //   - reconnector: reconnection timers (disconnect.go)
 //   - orphanSweeper: applications whose pod is gone (orphans.go)
+//   - fleetWide: pods written into a Flightctl Fleet's template (fleetwide.go)
 //   - nodeObject: the Node and its status (nodeobject.go)
 //   - statusLoop: the order they act in each poll (loop.go)
 type Runtime struct {
@@ -79,6 +83,7 @@ type Runtime struct {
 	deployer    *deployer
 	remover     *remover
 	sweeper     *orphanSweeper
+	fleetWide   *fleetWide
 	loop        *statusLoop
 }
 
@@ -108,12 +113,13 @@ func newRuntime(cfg runtimeConfig) *Runtime {
 		fleet: fleet, store: rt.store, kubePods: rt.kubePods, poller: rt.poller, writer: cfg.writer,
 		log: cfg.log, expectedElsewhere: cfg.expectedElsewhere,
 	}
+	rt.fleetWide = newFleetWide(cfg, rt.kubePods, rt.poller, rt.remover.forceDelete)
 	mapper := &statusMapper{store: rt.store, kubePods: rt.kubePods, poller: rt.poller, reconnector: rt.reconnector, recorder: cfg.recorder, now: cfg.opts.Now,
 		deployDeadline: cfg.settings.DeployDeadline}
 	rt.loop = &statusLoop{
 		fleet: fleet, interval: cfg.settings.StatusPollInterval, poller: rt.poller, node: rt.node, store: rt.store,
 		reconnector: rt.reconnector, mapper: mapper, deployer: rt.deployer, remover: rt.remover, sweeper: rt.sweeper,
-		trigger: cfg.trigger, log: cfg.log,
+		fleetWide: rt.fleetWide, trigger: cfg.trigger, log: cfg.log,
 	}
 	return rt
 }
@@ -129,7 +135,7 @@ func (rt *Runtime) Report() nodeapi.Report {
 		Running:             running,
 		FlightctlError:      pollErr,
 		DisconnectedDevices: rt.reconnector.persisted(),
-		Pods:                int32(rt.store.count()),
+		Pods:                int32(rt.store.count() + rt.fleetWide.count()),
 	}
 	if fleet != nil {
 		r.Inventory = nodeapi.InventoryOf(fleet)
@@ -143,7 +149,7 @@ func (rt *Runtime) Report() nodeapi.Report {
 // Run registers the node and serves it until ctx ends.
 func (rt *Runtime) Run(ctx context.Context) error {
 	log := rt.cfg.log
-	log.Info("Provider starting", "selector", rt.cfg.binding.EffectiveDeviceSelector())
+	log.Info("Provider starting", "selector", rt.cfg.binding.EffectiveDeviceSelector(), "flightctlFleet", rt.cfg.binding.Spec.FlightctlFleet)
 	// Poll once before registering so the node starts with real capacity;
 	// if Flightctl is down, start with what status last recorded.
 	if err := rt.poller.poll(ctx); err != nil {
@@ -263,24 +269,38 @@ func (rt *Runtime) rebuildLedger() {
 // CreatePod places a new pod on a device and deploys it. Failures are kept
 // for the status loop (see deployer.owe), so it never returns an error.
 func (rt *Runtime) CreatePod(ctx context.Context, pod *corev1.Pod) error {
+	if rt.fleetWide.handles(pod) {
+		rt.fleetWide.apply(ctx, pod)
+		return nil
+	}
 	rt.deployer.apply(ctx, pod)
 	return nil
 }
 
 // UpdatePod rewrites the pod's application when what runs changed.
 func (rt *Runtime) UpdatePod(ctx context.Context, pod *corev1.Pod) error {
+	if rt.fleetWide.handles(pod) {
+		rt.fleetWide.apply(ctx, pod)
+		return nil
+	}
 	rt.deployer.apply(ctx, pod)
 	return nil
 }
 
 // DeletePod removes the pod's application from its device, then the pod.
 func (rt *Runtime) DeletePod(ctx context.Context, pod *corev1.Pod) error {
+	if rt.fleetWide.handles(pod) {
+		return rt.fleetWide.remove(ctx, pod)
+	}
 	return rt.remover.remove(ctx, pod)
 }
 
 // GetPod returns the pod as last handed over, with its current status.
 func (rt *Runtime) GetPod(_ context.Context, namespace, name string) (*corev1.Pod, error) {
 	p, ok := rt.store.pod(namespace, name)
+	if !ok {
+		p, ok = rt.fleetWide.pod(namespace, name)
+	}
 	if !ok {
 		return nil, errdefs.NotFoundf("pod %s/%s is not on node %s", namespace, name, rt.nodeName)
 	}
@@ -298,7 +318,7 @@ func (rt *Runtime) GetPodStatus(ctx context.Context, namespace, name string) (*c
 
 // GetPods returns every pod of this node.
 func (rt *Runtime) GetPods(context.Context) ([]*corev1.Pod, error) {
-	return rt.store.all(), nil
+	return append(rt.store.all(), rt.fleetWide.all()...), nil
 }
 
 // NotifyPods registers virtual-kubelet's pod status callback.
@@ -319,6 +339,9 @@ func (rt *Runtime) NotifyNodeStatus(_ context.Context, cb func(*corev1.Node)) {
 // RemoveAllApplications removes every owned application from the binding's
 // devices; used when the binding is deleted.
 func (rt *Runtime) RemoveAllApplications(ctx context.Context) error {
+	if rt.fleetWide.active() {
+		return rt.fleetWide.removeAll(ctx)
+	}
 	return rt.remover.removeAll(ctx)
 }
 

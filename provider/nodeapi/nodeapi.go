@@ -75,9 +75,11 @@ func ListInventory(ctx context.Context, b *vkv1.FleetBinding, c *connection.Reso
 	return InventoryOf(inventory.Build(devs, inventory.OptionsFor(b), time.Now())), nil
 }
 
-// ListOptions selects the binding's devices in a Flightctl listing.
+// ListOptions selects the binding's devices in a Flightctl listing: by
+// label in per-device mode, by owner (the Flightctl Fleet) in fleet-wide
+// mode.
 func ListOptions(b *vkv1.FleetBinding) flightctl.ListOptions {
-	return flightctl.ListOptions{LabelSelector: b.EffectiveDeviceSelector()}
+	return flightctl.ListOptions{LabelSelector: b.EffectiveDeviceSelector(), FieldSelector: b.EffectiveOwnerSelector()}
 }
 
 // Console runs a command on a device through Flightctl's device console

@@ -45,6 +45,9 @@ type Options struct {
 	// Allocatable is the device capacity used, as the kubelet uses node
 	// allocatable, for resourceFieldRef limits a container does not set.
 	Allocatable corev1.ResourceList
+	// AppName overrides the application name (AppName(pod) when empty);
+	// fleet-wide pods use FleetAppName.
+	AppName string
 }
 
 // Result is a translated pod.
@@ -144,7 +147,11 @@ func ToApplication(pod *corev1.Pod, opts Options) (*Result, error) {
 	if pod.UID == "" {
 		return nil, fmt.Errorf("pod %s/%s has no UID; only pods read from the API server can be translated", pod.Namespace, pod.Name)
 	}
-	t := &translator{pod: pod, opts: opts, app: AppName(pod)}
+	name := opts.AppName
+	if name == "" {
+		name = AppName(pod)
+	}
+	t := &translator{pod: pod, opts: opts, app: name}
 	plan, err := t.plan()
 	if err != nil {
 		return nil, err

@@ -68,6 +68,7 @@ var contractCases = []contractCase{
 
 	// Fleets.
 	{name: "Fleets", run: testFleets},
+	{name: "FleetTemplateWrites", run: testFleetTemplateWrites},
 
 	// Events.
 	{name: "ListEvents", run: testListEvents},

@@ -1,4 +1,4 @@
-// Package e2e runs the six scenarios of docs/quickstart.md (the code in
+// Package e2e runs the seven scenarios of docs/quickstart.md (the code in
 // test/quickstart that `make demo` also runs) against a real control plane,
 // the Flightctl simulator and the vk-flightctl manager, all started by the
 // suite as processes on 127.0.0.1 in a temporary directory, so it never

@@ -78,6 +78,10 @@ type agent struct {
 	updateError string
 	epoch       uint64
 	sysInfo     map[string]string
+	// failApps makes every application this agent (re)starts end in
+	// Error, as a device that cannot run a Fleet's workload (a missing
+	// device, a full disk) would: DeviceConfig.FailApplications.
+	failApps bool
 }
 
 // newAgent builds an agent with the system information a device reports.
@@ -108,7 +112,7 @@ func newAgent(name string, cfg DeviceConfig, memoryKB int64) *agent {
 	if memoryKB > 0 {
 		info[flightctl.SystemInfoMemoryTotalKb] = strconv.FormatInt(memoryKB, 10)
 	}
-	return &agent{sysInfo: info}
+	return &agent{sysInfo: info, failApps: cfg.FailApplications}
 }
 
 // scheduleAgent queues the agent's next step; older queued steps become
@@ -142,6 +146,13 @@ func (s *Sim) agentStep(d *device, epoch uint64) {
 		a.target = d.renderedVersion
 		a.prevApps = a.apps
 		a.apps = reconcileApps(a.apps, d.renderedApps)
+		if a.failApps {
+			for i := range a.apps {
+				if a.apps[i].status == flightctl.ApplicationStatusPreparing {
+					a.apps[i].fail = true
+				}
+			}
+		}
 		a.updating = true
 		a.phase = phasePreparing
 		s.agentReport(d)

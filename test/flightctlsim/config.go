@@ -92,6 +92,9 @@ type DeviceConfig struct {
 	Disconnected bool `json:"disconnected,omitempty"`
 	// Spec is the initial device spec; empty means {}.
 	Spec json.RawMessage `json:"spec,omitempty"`
+	// FailApplications makes every application the device's agent starts
+	// end in Error, whatever its image: one failing device of a Fleet.
+	FailApplications bool `json:"failApplications,omitempty"`
 }
 
 // GenerateConfig declares many similar devices.

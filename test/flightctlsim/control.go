@@ -70,6 +70,35 @@ func (s *Sim) simDisconnect(w http.ResponseWriter, r *http.Request) {
 	s.writeControlDevice(w, name)
 }
 
+// simAddDevice serves POST /sim/v1/devices: a DeviceConfig (as in a
+// config file) becomes a device with its agent, as Sim.AddDevice. An
+// existing name answers 409, so a script can add its devices again.
+func (s *Sim) simAddDevice(w http.ResponseWriter, r *http.Request) {
+	raw, ok := readBody(w, r)
+	if !ok {
+		return
+	}
+	var cfg DeviceConfig
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&cfg); err != nil {
+		writeStatus(w, http.StatusBadRequest, "device config: "+err.Error())
+		return
+	}
+	s.mu.RLock()
+	_, exists := s.devices[cfg.Name]
+	s.mu.RUnlock()
+	if exists {
+		writeStatus(w, http.StatusConflict, msgExists)
+		return
+	}
+	if err := s.AddDevice(cfg); err != nil {
+		writeStatus(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	s.writeControlDevice(w, cfg.Name)
+}
+
 // simReconnect serves POST /sim/v1/devices/{name}/reconnect.
 func (s *Sim) simReconnect(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")

@@ -208,13 +208,20 @@ func (s *Sim) fleetWorker(f *fleet, epoch uint64) {
 		f.bump()
 		templateChanged = true
 	}
+	policy, batched := f.batched()
+	if !batched {
+		f.plan = nil
+	}
 	for _, name := range s.deviceNames {
 		d := s.devices[name]
 		before := d.owner
 		s.reconcileOwner(d)
-		if templateChanged && before == f.ownerRef() && d.owner == before {
+		if templateChanged && !batched && before == f.ownerRef() && d.owner == before {
 			s.rollout(d, f)
 		}
+	}
+	if templateChanged && batched {
+		s.startBatchedRollout(f, policy)
 	}
 }
 

@@ -38,7 +38,8 @@
 // # Control API
 //
 // Besides the Flightctl paths the server answers, with the same bearer
-// token, POST /sim/v1/devices/{name}/disconnect and .../reconnect,
+// token, POST /sim/v1/devices (add a device with its agent),
+// POST /sim/v1/devices/{name}/disconnect and .../reconnect,
 // GET /sim/v1/devices/{name}, GET /sim/v1/stats, POST /sim/v1/stats/reset
 // and GET|POST /sim/v1/faults. See README.md for the payloads.
 //

@@ -26,6 +26,7 @@ type fleetBody struct {
 	templateLabels map[string]string
 	spec           []byte
 	specObj        map[string]any
+	rolloutPolicy  []byte
 }
 
 // parseFleetBody runs the schema checks and validation of a Fleet body.
@@ -67,6 +68,12 @@ func parseFleetBody(raw []byte) (*fleetBody, string) {
 		fb.selector, fb.hasSelector = in.Spec.Selector.MatchLabels, true
 	}
 	fb.templateLabels = in.Spec.Template.Metadata.Labels
+	if len(in.Spec.RolloutPolicy) > 0 && string(in.Spec.RolloutPolicy) != "null" {
+		var buf bytes.Buffer
+		if err := json.Compact(&buf, in.Spec.RolloutPolicy); err == nil {
+			fb.rolloutPolicy = buf.Bytes()
+		}
+	}
 	fb.specObj, _ = tmpl["spec"].(map[string]any)
 	if fb.specObj == nil {
 		fb.specObj = map[string]any{}
@@ -94,6 +101,7 @@ func (s *Sim) createFleet(fb fleetBody, by actor) *fleet {
 		hasSelector:    fb.hasSelector,
 		templateLabels: maps.Clone(fb.templateLabels),
 		templateSpec:   fb.spec,
+		rolloutPolicy:  fb.rolloutPolicy,
 	}
 	s.fleets[f.name] = f
 	s.fleetNames = insertSorted(s.fleetNames, f.name)
@@ -275,11 +283,13 @@ func (s *Sim) replaceFleet(w http.ResponseWriter, r *http.Request) {
 		fields = append(fields, "labels")
 	}
 	specChanged := f.hasSelector != fb.hasSelector || !maps.Equal(f.selector, fb.selector) ||
-		!maps.Equal(f.templateLabels, fb.templateLabels) || !bytes.Equal(f.templateSpec, fb.spec)
+		!maps.Equal(f.templateLabels, fb.templateLabels) || !bytes.Equal(f.templateSpec, fb.spec) ||
+		!bytes.Equal(f.rolloutPolicy, fb.rolloutPolicy)
 	if specChanged {
 		f.selector, f.hasSelector = maps.Clone(fb.selector), fb.hasSelector
 		f.templateLabels = maps.Clone(fb.templateLabels)
 		f.templateSpec = fb.spec
+		f.rolloutPolicy = fb.rolloutPolicy
 		f.generation++
 		fields = append(fields, "spec")
 		s.queueFleetWorker(f)

@@ -19,6 +19,7 @@ const (
 	taskFleetWorker
 	taskAgent
 	taskDetect
+	taskFleetBatch
 )
 
 // task is one scheduled action on a named object. epoch lets a task that
@@ -136,6 +137,10 @@ func (s *Sim) runTask(t task) {
 	case taskFleetWorker:
 		if f := s.fleets[t.name]; f != nil {
 			s.fleetWorker(f, t.epoch)
+		}
+	case taskFleetBatch:
+		if f := s.fleets[t.name]; f != nil {
+			s.checkBatch(f, t.epoch)
 		}
 	case taskAgent:
 		if d := s.devices[t.name]; d != nil {

@@ -47,6 +47,7 @@ func (s *Sim) routes() http.Handler {
 	mux.HandleFunc("GET /ws/v1/devices/{name}/console", s.console)
 
 	ctl := func(pattern, op string, h http.HandlerFunc) { mux.Handle(pattern, s.controlHandler(op, h)) }
+	ctl("POST /sim/v1/devices", "sim.addDevice", s.simAddDevice)
 	ctl("GET /sim/v1/devices/{name}", "sim.getDevice", s.simGetDevice)
 	ctl("POST /sim/v1/devices/{name}/disconnect", "sim.disconnect", s.simDisconnect)
 	ctl("POST /sim/v1/devices/{name}/reconnect", "sim.reconnect", s.simReconnect)

@@ -161,7 +161,10 @@ type fleet struct {
 	hasSelector    bool
 	templateLabels map[string]string
 	templateSpec   []byte
-	conditions     []flightctl.Condition
+	// rolloutPolicy is spec.rolloutPolicy as sent (compacted), nil when
+	// absent.
+	rolloutPolicy []byte
+	conditions    []flightctl.Condition
 
 	validated       bool
 	templateVersion int
@@ -169,6 +172,10 @@ type fleet struct {
 	// tell a template change from a selector-only change.
 	versionedTemplate []byte
 	workerEpoch       uint64
+	// plan is the batched rollout of the newest template version (nil
+	// without a BatchSequence policy); batchEpoch its pending check.
+	plan       *batchPlan
+	batchEpoch uint64
 }
 
 // bump records a persisted write.
@@ -221,8 +228,9 @@ func (f *fleet) wire(summary *flightctl.DevicesSummary) wireFleet {
 			ResourceVersion:   strconv.FormatInt(f.rv, 10),
 		},
 		Spec: wireFleetSpec{
-			Selector: sel,
-			Template: wireTemplate{Metadata: wireTemplateMeta{Labels: f.templateLabels}, Spec: f.templateSpec},
+			Selector:      sel,
+			Template:      wireTemplate{Metadata: wireTemplateMeta{Labels: f.templateLabels}, Spec: f.templateSpec},
+			RolloutPolicy: f.rolloutPolicy,
 		},
 		Status: wireFleetStatus{Conditions: conds, DevicesSummary: summary},
 	}

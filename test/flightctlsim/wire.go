@@ -48,8 +48,9 @@ type wireFleet struct {
 }
 
 type wireFleetSpec struct {
-	Selector *wireSelector `json:"selector,omitempty"`
-	Template wireTemplate  `json:"template"`
+	Selector      *wireSelector   `json:"selector,omitempty"`
+	Template      wireTemplate    `json:"template"`
+	RolloutPolicy json.RawMessage `json:"rolloutPolicy,omitempty"`
 }
 
 type wireSelector struct {
@@ -92,8 +93,9 @@ type inFleet struct {
 }
 
 type inFleetSpec struct {
-	Selector *wireSelector `json:"selector"`
-	Template struct {
+	Selector      *wireSelector   `json:"selector"`
+	RolloutPolicy json.RawMessage `json:"rolloutPolicy"`
+	Template      struct {
 		Metadata wireTemplateMeta `json:"metadata"`
 	} `json:"template"`
 }

@@ -1,4 +1,4 @@
-// Package quickstart runs the six scenarios of docs/quickstart.md against a
+// Package quickstart runs the seven scenarios of docs/quickstart.md against a
 // running vk-flightctl: a Kubernetes control plane, the vk-flightctl manager
 // with a FleetBinding for one fleet, and a Flightctl API (the simulator in
 // test/flightctlsim, or any server whose devices can be cut off).

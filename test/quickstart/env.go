@@ -102,7 +102,7 @@ func (e *Env) bindingNamespace() string {
 
 // Scenario is one numbered scenario of the quickstart.
 type Scenario struct {
-	// Number is 1 to 6, as in docs/quickstart.md.
+	// Number is 1 to 7, as in docs/quickstart.md.
 	Number int
 	// Title is the quickstart's heading.
 	Title string
@@ -111,7 +111,7 @@ type Scenario struct {
 	Run func(ctx context.Context, e *Env) error
 }
 
-// Scenarios returns the six scenarios in quickstart order.
+// Scenarios returns the seven scenarios in quickstart order.
 func Scenarios() []Scenario {
 	return []Scenario{
 		{1, "Deploy a workload to an edge device", Scenario1Deploy},
@@ -120,6 +120,7 @@ func Scenarios() []Scenario {
 		{4, "Workload update (simple replace)", Scenario4Update},
 		{5, "Device disconnection and reconnection", Scenario5Disconnect},
 		{6, "Pod deletion and cleanup", Scenario6Delete},
+		{7, "A DaemonSet rolled out to a Flightctl Fleet", Scenario7FleetRollout},
 	}
 }
 
@@ -153,7 +154,7 @@ func RunScenario(ctx context.Context, e *Env, s Scenario) Result {
 
 // RunAll runs the scenarios in order, never stopping at a failure (later
 // scenarios recreate what they need), and prints a summary ending in
-// "N/6 scenarios passed".
+// "N/M scenarios passed".
 func RunAll(ctx context.Context, e *Env, scenarios []Scenario) []Result {
 	results := make([]Result, 0, len(scenarios))
 	for _, s := range scenarios {
@@ -167,7 +168,7 @@ func RunAll(ctx context.Context, e *Env, scenarios []Scenario) []Result {
 	return results
 }
 
-// PrintSummary prints one line per scenario and "N/6 scenarios passed".
+// PrintSummary prints one line per scenario and "N/M scenarios passed".
 func PrintSummary(w io.Writer, results []Result) {
 	fmt.Fprintln(w, "\n==== Summary")
 	passed := 0
