@@ -228,7 +228,10 @@ func (h *harness) addShardPods(ctx context.Context, run *shardedRun) error {
 			}
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("the sharded bindings' pods: %d of %d Running and Ready after 90s (%v)", ready, len(run.pods), err)
+			if err != nil {
+				return fmt.Errorf("the sharded bindings' pods: listing after 90s: %w", err)
+			}
+			return fmt.Errorf("the sharded bindings' pods: %d of %d Running and Ready after 90s", ready, len(run.pods))
 		}
 		if err := h.pause(ctx, 500*time.Millisecond); err != nil {
 			return err
