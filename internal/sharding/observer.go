@@ -21,6 +21,9 @@ type observer struct {
 type seenLease struct {
 	version string
 	at      time.Time
+	// first: this version is the first this replica saw, so it does not
+	// know when the Lease last changed.
+	first bool
 }
 
 func newObserver() *observer { return &observer{last: map[string]seenLease{}} }
@@ -38,7 +41,7 @@ func (o *observer) observe(leases []coordinationv1.Lease, now time.Time) {
 			next[l.Name] = prev
 			continue
 		}
-		next[l.Name] = seenLease{version: l.ResourceVersion, at: now}
+		next[l.Name] = seenLease{version: l.ResourceVersion, at: now, first: !ok}
 	}
 	o.last = next
 }
@@ -53,4 +56,20 @@ func (o *observer) expired(l *coordinationv1.Lease, now time.Time) bool {
 	o.mu.Unlock()
 	return ok && seen.version == l.ResourceVersion &&
 		now.Sub(seen.at) > time.Duration(*l.Spec.LeaseDurationSeconds)*time.Second
+}
+
+// memberLive reports whether a member Lease is live. Once this replica saw
+// it change, that is judged as expired is; before, by the renew time the
+// holder wrote, so a replica that just started does not count a member
+// killed shortly before as live for a whole duration (it would leave that
+// member's bindings unclaimed). Only the assignment depends on this, never
+// the fencing, so trusting the holder's clock here is safe.
+func (o *observer) memberLive(l *coordinationv1.Lease, now time.Time) bool {
+	o.mu.Lock()
+	seen, ok := o.last[l.Name]
+	o.mu.Unlock()
+	if ok && seen.first && l.Spec.RenewTime != nil && l.Spec.LeaseDurationSeconds != nil {
+		return l.Spec.RenewTime.Add(time.Duration(*l.Spec.LeaseDurationSeconds) * time.Second).After(now)
+	}
+	return !o.expired(l, now)
 }

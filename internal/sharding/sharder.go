@@ -185,9 +185,7 @@ func closeOnce(c chan struct{}) {
 	}
 }
 
-// sync lists the Leases, updates the member list, hands back the bindings
-// that are no longer this replica's and frees the expired Leases of
-// bindings that are.
+// sync lists the Leases, updates the member list and rebalances.
 func (s *Sharder) sync(ctx context.Context) {
 	leases, err := s.kube.CoordinationV1().Leases(s.o.Namespace).List(ctx, metav1.ListOptions{})
 	if err != nil {
@@ -203,7 +201,7 @@ func (s *Sharder) sync(ctx context.Context) {
 		if !ok || l.Labels[vkv1.LabelShardMember] == "" || name == s.o.Replica {
 			continue
 		}
-		if l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity != "" && !s.seen.expired(l, now) {
+		if l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity != "" && s.seen.memberLive(l, now) {
 			members = append(members, name)
 		}
 	}
@@ -214,90 +212,94 @@ func (s *Sharder) sync(ctx context.Context) {
 	shardMembers.WithLabelValues(s.o.Replica).Set(float64(len(members)))
 	if changed {
 		s.o.Log.Info("Shard members changed", "replica", s.o.Replica, "members", members)
-		s.rebalance(ctx)
 	}
-	s.gc(ctx)
-	s.breakExpired(ctx, leases.Items, now)
+	s.rebalance(ctx, leases.Items, now)
 }
 
-// rebalance hands back what moved away and asks the controller to look at
-// every binding, so those that moved here start their electors.
-func (s *Sharder) rebalance(ctx context.Context) {
+// rebalance hands back the bindings that are gone or now belong to
+// another replica (their Lease of a gone binding is deleted), and claims
+// those that now belong here: their elector starts at once, after an
+// expired Lease was freed, so a dead replica's binding is taken at the
+// elector's first try, and the controller is asked to reconcile them.
+func (s *Sharder) rebalance(ctx context.Context, leases []coordinationv1.Lease, now time.Time) {
 	var list vkv1.FleetBindingList
 	if err := s.bindings.List(ctx, &list); err != nil {
 		s.o.Log.Error(err, "Listing FleetBindings to rebalance failed")
 		return
 	}
+	byName := make(map[string]*coordinationv1.Lease, len(leases))
+	for i := range leases {
+		byName[leases[i].Name] = &leases[i]
+	}
+	exists := make(map[client.ObjectKey]bool, len(list.Items))
 	for i := range list.Items {
 		b := &list.Items[i]
 		key := client.ObjectKeyFromObject(b)
+		exists[key] = true
 		if s.owner(key) != s.o.Replica {
 			s.handBack(key)
 			continue
 		}
-		s.trigger(ctx, b)
+		f, claimed := s.claimed(key)
+		if claimed && f.isHeld() {
+			continue
+		}
+		if l := byName[bindingLeaseName(key)]; l != nil {
+			s.freeIfExpired(ctx, l, now)
+		}
+		if !claimed {
+			s.claim(key)
+			s.trigger(ctx, b)
+		}
 	}
-}
-
-// gc hands back held bindings that are gone or no longer assigned here
-// (a binding deleted, a member joined), and deletes a gone binding's
-// Lease.
-func (s *Sharder) gc(ctx context.Context) {
 	s.mu.Lock()
-	keys := make([]client.ObjectKey, 0, len(s.claims))
-	for k := range s.claims {
-		keys = append(keys, k)
+	var gone []client.ObjectKey
+	for key := range s.claims {
+		if !exists[key] {
+			gone = append(gone, key)
+		}
 	}
 	s.mu.Unlock()
-	for _, key := range keys {
-		var b vkv1.FleetBinding
-		err := s.bindings.Get(ctx, key, &b)
-		switch {
-		case apierrors.IsNotFound(err):
-			s.handBack(key)
-			err := s.kube.CoordinationV1().Leases(s.o.Namespace).Delete(ctx, bindingLeaseName(key), metav1.DeleteOptions{})
-			if err != nil && !apierrors.IsNotFound(err) {
-				s.o.Log.Error(err, "Deleting the Lease of a deleted FleetBinding failed", "fleetbinding", key.String())
-			}
-		case err == nil && s.owner(key) != s.o.Replica:
-			s.handBack(key)
+	for _, key := range gone {
+		s.handBack(key)
+		err := s.kube.CoordinationV1().Leases(s.o.Namespace).Delete(ctx, bindingLeaseName(key), metav1.DeleteOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			s.o.Log.Error(err, "Deleting the Lease of a deleted FleetBinding failed", "fleetbinding", key.String())
 		}
 	}
 }
 
-// breakExpired clears the holder of a binding Lease this replica wants
+// freeIfExpired clears the holder of a binding Lease this replica wants
 // when the Lease has not changed for its whole duration as this replica
 // watched it: its holder is dead. client-go's elector would otherwise
 // wait a further full duration from the moment it first looks, so a
 // killed replica's bindings would move only after twice the duration.
 // The update is conditional on the Lease's resourceVersion, so a holder
 // that renewed meanwhile keeps it.
-func (s *Sharder) breakExpired(ctx context.Context, leases []coordinationv1.Lease, now time.Time) {
-	for i := range leases {
-		l := &leases[i]
-		if l.Labels[vkv1.LabelShardBinding] == "" || l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity == "" ||
-			*l.Spec.HolderIdentity == s.identity || !s.seen.expired(l, now) {
-			continue
-		}
-		s.mu.Lock()
-		wanted := false
-		for key := range s.claims {
-			if bindingLeaseName(key) == l.Name {
-				wanted = true
-			}
-		}
-		s.mu.Unlock()
-		if !wanted {
-			continue
-		}
-		stale := l.DeepCopy()
-		stale.Spec.HolderIdentity = nil
-		if _, err := s.kube.CoordinationV1().Leases(s.o.Namespace).Update(ctx, stale, metav1.UpdateOptions{}); err != nil {
-			s.o.Log.V(1).Info("Freeing an expired binding Lease failed", "lease", l.Name, "err", err.Error())
-			continue
-		}
-		s.o.Log.Info("Freed the expired Lease of a dead replica", "lease", l.Name, "holder", *l.Spec.HolderIdentity)
+func (s *Sharder) freeIfExpired(ctx context.Context, l *coordinationv1.Lease, now time.Time) {
+	if l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity == "" || *l.Spec.HolderIdentity == s.identity || !s.seen.expired(l, now) {
+		return
 	}
+	stale := l.DeepCopy()
+	stale.Spec.HolderIdentity = nil
+	if _, err := s.kube.CoordinationV1().Leases(s.o.Namespace).Update(ctx, stale, metav1.UpdateOptions{}); err != nil {
+		s.o.Log.V(1).Info("Freeing an expired binding Lease failed", "lease", l.Name, "err", err.Error())
+		return
+	}
+	s.o.Log.Info("Freed the expired Lease of a dead replica", "lease", l.Name, "holder", *l.Spec.HolderIdentity)
+}
+
+func (s *Sharder) claimed(key client.ObjectKey) (*fence, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f, ok := s.claims[key]
+	return f, ok
+}
+
+func (f *fence) isHeld() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.held
 }
 
 func (s *Sharder) owner(key client.ObjectKey) string {
