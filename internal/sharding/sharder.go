@@ -244,8 +244,16 @@ func (s *Sharder) rebalance(ctx context.Context, leases []coordinationv1.Lease, 
 		if claimed && f.isHeld() {
 			continue
 		}
+		freed := false
 		if l := byName[bindingLeaseName(key)]; l != nil {
-			s.freeIfExpired(ctx, l, now)
+			freed = s.freeIfExpired(ctx, l, now)
+		}
+		if freed && claimed {
+			// The waiting elector would try again only after its retry
+			// period; a new one tries at once. It holds nothing, so
+			// replacing it stops no node.
+			s.handBack(key)
+			claimed = false
 		}
 		if !claimed {
 			s.claim(key)
@@ -276,17 +284,18 @@ func (s *Sharder) rebalance(ctx context.Context, leases []coordinationv1.Lease, 
 // killed replica's bindings would move only after twice the duration.
 // The update is conditional on the Lease's resourceVersion, so a holder
 // that renewed meanwhile keeps it.
-func (s *Sharder) freeIfExpired(ctx context.Context, l *coordinationv1.Lease, now time.Time) {
+func (s *Sharder) freeIfExpired(ctx context.Context, l *coordinationv1.Lease, now time.Time) bool {
 	if l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity == "" || *l.Spec.HolderIdentity == s.identity || !s.seen.expired(l, now) {
-		return
+		return false
 	}
 	stale := l.DeepCopy()
 	stale.Spec.HolderIdentity = nil
 	if _, err := s.kube.CoordinationV1().Leases(s.o.Namespace).Update(ctx, stale, metav1.UpdateOptions{}); err != nil {
 		s.o.Log.V(1).Info("Freeing an expired binding Lease failed", "lease", l.Name, "err", err.Error())
-		return
+		return false
 	}
 	s.o.Log.Info("Freed the expired Lease of a dead replica", "lease", l.Name, "holder", *l.Spec.HolderIdentity)
+	return true
 }
 
 func (s *Sharder) claimed(key client.ObjectKey) (*fence, bool) {

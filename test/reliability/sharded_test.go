@@ -3,8 +3,10 @@ package reliability
 import (
 	"context"
 	"fmt"
+	"os"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -78,8 +80,11 @@ func (h *harness) sharded(ctx context.Context, r *phaseResult) (time.Time, error
 		}
 	}
 	replicas := []string{"shard-a", "shard-b", "shard-c"}
+	pids := map[string]int{}
 	for _, name := range replicas {
-		if _, _, err := h.mgr.start(ctx, quickstart.ManagerOptions{Name: name, Sharded: true, Args: args}); err != nil {
+		_, pid, err := h.mgr.start(ctx, quickstart.ManagerOptions{Name: name, Sharded: true, Args: args})
+		pids[name] = pid
+		if err != nil {
 			return time.Time{}, fmt.Errorf("starting sharded replica %s: %w\n%s", name, err, quickstart.TailFile(h.stack.ManagerLogOf(name), 30))
 		}
 	}
@@ -136,7 +141,9 @@ func (h *harness) sharded(ctx context.Context, r *phaseResult) (time.Time, error
 	final := h.assignment(run, joined)
 	stopWatch = h.watchUnmoved(ctx, run, after, final)
 	joinAt := time.Now()
-	if _, _, err := h.mgr.start(ctx, quickstart.ManagerOptions{Name: joiner, Sharded: true, Args: args}); err != nil {
+	_, pid, err := h.mgr.start(ctx, quickstart.ManagerOptions{Name: joiner, Sharded: true, Args: args})
+	pids[joiner] = pid
+	if err != nil {
 		stopWatch()
 		return time.Time{}, fmt.Errorf("starting sharded replica %s: %w", joiner, err)
 	}
@@ -157,6 +164,7 @@ func (h *harness) sharded(ctx context.Context, r *phaseResult) (time.Time, error
 	}
 	r.note("join of %s: %d of %d bindings moved (1/N = %.1f); hand-over %s after the start", joiner, len(joins), len(run.bindings),
 		float64(len(run.bindings))/float64(len(joined)), medianMax(joins))
+	r.note("cost per replica at the end (bindings held; VmRSS; CPU since start): %s", replicaCosts(pids, final, joined))
 	run.mu.Lock()
 	for _, i := range first(run.interruptions, 10) {
 		h.fail(r, "a pod of a binding that did not move was interrupted: %s", i)
@@ -442,4 +450,41 @@ func medianMax(ds []time.Duration) string {
 	s := slices.Clone(ds)
 	slices.Sort(s)
 	return fmt.Sprintf("median %s, max %s", s[len(s)/2].Round(100*time.Millisecond), s[len(s)-1].Round(100*time.Millisecond))
+}
+
+// replicaCosts reads each live replica's resident set and CPU time from
+// /proc: what one replica costs for its share of the bindings.
+func replicaCosts(pids map[string]int, assign map[types.NamespacedName]string, live []string) string {
+	held := map[string]int{}
+	for _, r := range assign {
+		held[r]++
+	}
+	var parts []string
+	for _, name := range live {
+		pid := pids[name]
+		status, err1 := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		stat, err2 := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err1 != nil || err2 != nil {
+			parts = append(parts, fmt.Sprintf("%s: unreadable", name))
+			continue
+		}
+		rss := ""
+		for _, line := range strings.Split(string(status), "\n") {
+			if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+				rss = strings.TrimSpace(v)
+			}
+		}
+		// utime and stime are fields 14 and 15, after the parenthesised
+		// command name, in clock ticks (100 per second on Linux).
+		cpu := "?"
+		if i := strings.LastIndexByte(string(stat), ')'); i > 0 {
+			if f := strings.Fields(string(stat)[i+1:]); len(f) > 13 {
+				u, _ := strconv.ParseInt(f[11], 10, 64)
+				sy, _ := strconv.ParseInt(f[12], 10, 64)
+				cpu = fmt.Sprintf("%.1fs", float64(u+sy)/100)
+			}
+		}
+		parts = append(parts, fmt.Sprintf("%s %d bindings, %s, %s", name, held[name], rss, cpu))
+	}
+	return strings.Join(parts, "; ")
 }
