@@ -41,6 +41,22 @@ type NodeManager interface {
 	Remove(ctx context.Context, binding client.ObjectKey) error
 }
 
+// Shard limits a replica to its share of the bindings (sharded mode).
+type Shard interface {
+	// Hold reports whether this replica holds the binding now, so runs
+	// its node and writes its status; when not, retry says when to ask
+	// again (0: Triggers will bring the binding back).
+	Hold(key client.ObjectKey) (held bool, retry time.Duration)
+	// Name is this replica's name, written to status.shard.
+	Name() string
+	// Triggers brings back bindings this replica gained or lost.
+	Triggers() <-chan event.GenericEvent
+}
+
+// notMineResync looks again at a binding another replica runs, in case a
+// trigger was missed.
+const notMineResync = time.Minute
+
 // FleetBindingReconciler reconciles FleetBinding objects.
 type FleetBindingReconciler struct {
 	// Client is the manager's cached client.
@@ -61,6 +77,9 @@ type FleetBindingReconciler struct {
 	// (the NodeManager sends one when a device disconnects or returns, so
 	// the reconnection timer is persisted in status promptly).
 	Triggers <-chan event.GenericEvent
+	// Shard, when set (sharded mode), skips the bindings this replica
+	// does not hold: another replica reconciles them.
+	Shard Shard
 	// ProbeInventory lists devices to fill status when the NodeManager has
 	// no inventory yet; tests and the NodeManager may share one.
 	ProbeInventory func(ctx context.Context, b *vkv1.FleetBinding, c *connection.Resolved) (*nodeapi.Inventory, error)
@@ -121,6 +140,14 @@ func (r *FleetBindingReconciler) Reconcile(ctx context.Context, req reconcile.Re
 	}
 	logger = logger.WithValues("fleet", binding.Spec.Fleet)
 	ctx = log.IntoContext(ctx, logger)
+	if r.Shard != nil {
+		if held, retry := r.Shard.Hold(req.NamespacedName); !held {
+			if retry == 0 {
+				retry = notMineResync
+			}
+			return reconcile.Result{RequeueAfter: retry}, nil
+		}
+	}
 
 	if !binding.DeletionTimestamp.IsZero() {
 		return r.reconcileDelete(ctx, binding)

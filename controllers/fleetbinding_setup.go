@@ -38,6 +38,9 @@ func (r *FleetBindingReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Triggers != nil {
 		b = b.WatchesRawSource(source.Channel(r.Triggers, &handler.EnqueueRequestForObject{}))
 	}
+	if r.Shard != nil {
+		b = b.WatchesRawSource(source.Channel(r.Shard.Triggers(), &handler.EnqueueRequestForObject{}))
+	}
 	return b.
 		For(&vkv1.FleetBinding{}, builder.WithPredicates(predicate.Or(
 			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).

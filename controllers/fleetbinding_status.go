@@ -23,6 +23,10 @@ func (r *FleetBindingReconciler) patchStatus(ctx context.Context, base *vkv1.Fle
 	st := &b.Status
 	st.ObservedGeneration = b.Generation
 	st.NodeName = b.EffectiveNodeName()
+	st.Shard = ""
+	if r.Shard != nil {
+		st.Shard = r.Shard.Name()
+	}
 	st.InsecureSkipTLSVerify = false
 	if s.conn != nil {
 		st.FlightctlURL = s.conn.URL

@@ -70,6 +70,12 @@ has "$alt" 'priorityClassName: "high"' "priorityClassName"
 has "$alt" "name: regcred" "imagePullSecrets"
 hasnt "$alt" "helm.sh/resource-policy: keep" "crds.keep=false"
 
+shard="$("$HELM" template vk-flightctl "$CHART" -n vk-flightctl-system --set replicas=3,sharding.enabled=true)"
+has "$shard" "- --sharding" "sharding.enabled"
+hasnt "$shard" "- --leader-elect" "sharding.enabled (replaces leader election)"
+has "$shard" "replicas: 3" "sharding.enabled with replicas=3"
+hasnt "$def" "- --sharding" "defaults"
+
 has "$off" "- --metrics-bind-address=0" "metrics.enabled=false"
 hasnt "$off" "kind: CustomResourceDefinition" "crds.install=false"
 # values.schema.json refuses what the manager could not run with.

@@ -264,6 +264,11 @@ type FleetBindingStatus struct {
 	// +optional
 	NodeName string `json:"nodeName,omitempty"`
 
+	// Shard is the manager replica that runs this binding's node in
+	// sharded mode (--sharding); empty in single-leader mode.
+	// +optional
+	Shard string `json:"shard,omitempty"`
+
 	// FlightctlURL is the API URL in use (never the token).
 	// +optional
 	FlightctlURL string `json:"flightctlURL,omitempty"`
@@ -312,6 +317,7 @@ type FleetBindingStatus struct {
 // +kubebuilder:printcolumn:name="Online",type=integer,JSONPath=`.status.devices.online`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
+// +kubebuilder:printcolumn:name="Shard",type=string,JSONPath=`.status.shard`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type FleetBinding struct {
 	metav1.TypeMeta   `json:",inline"`

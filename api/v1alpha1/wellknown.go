@@ -25,6 +25,15 @@ const (
 	// `kubectl get pods -L flightctl.io/device` shows where pods run.
 	LabelDevice = "flightctl.io/device"
 
+	// LabelShardMember marks the Leases by which manager replicas in
+	// sharded mode announce themselves; the live ones are the members
+	// bindings are spread over.
+	LabelShardMember = "vk.flightctl.io/shard-member"
+
+	// LabelShardBinding marks the per-binding Leases that fence a
+	// binding's node to one replica in sharded mode.
+	LabelShardBinding = "vk.flightctl.io/shard-binding"
+
 	// FleetBindingFinalizer lets the manager remove the binding's node and
 	// applications before the binding disappears.
 	FleetBindingFinalizer = "vk.flightctl.io/cleanup"

@@ -32,9 +32,11 @@ func run() error {
 	flag.StringVar(&opts.PprofAddr, "pprof-bind-address", opts.PprofAddr, "loopback address of the net/http/pprof endpoints (/debug/pprof/), e.g. 127.0.0.1:6060; empty (default) disables profiling")
 	flag.BoolVar(&opts.LeaderElection, "leader-elect", opts.LeaderElection, "elect a leader so only one replica registers nodes and writes to Flightctl")
 	flag.StringVar(&opts.LeaderElectionID, "leader-election-id", opts.LeaderElectionID, "name of the leader election Lease")
-	flag.DurationVar(&opts.LeaseDuration, "leader-elect-lease-duration", opts.LeaseDuration, "how long a standby waits before taking over a leader that stopped renewing (0: 15s)")
-	flag.DurationVar(&opts.RenewDeadline, "leader-elect-renew-deadline", opts.RenewDeadline, "how long the leader keeps retrying to renew before it gives up leadership (0: 10s)")
-	flag.DurationVar(&opts.RetryPeriod, "leader-elect-retry-period", opts.RetryPeriod, "how often leader election acts (0: 2s)")
+	flag.DurationVar(&opts.LeaseDuration, "leader-elect-lease-duration", opts.LeaseDuration, "how long a standby (or, with --sharding, the next owner of a binding) waits before taking over a holder that stopped renewing (0: 15s)")
+	flag.DurationVar(&opts.RenewDeadline, "leader-elect-renew-deadline", opts.RenewDeadline, "how long a Lease holder keeps retrying to renew before it gives up and stops what the Lease guards (0: 10s)")
+	flag.DurationVar(&opts.RetryPeriod, "leader-elect-retry-period", opts.RetryPeriod, "how often leader election (and, with --sharding, membership and rebalancing) acts (0: 2s)")
+	flag.BoolVar(&opts.Sharding, "sharding", opts.Sharding, "active-active: spread FleetBindings over all replicas by rendezvous hashing, each binding's node fenced by its own Lease (--leader-elect is then ignored; see docs/sharding.md)")
+	flag.StringVar(&opts.Replica, "replica-name", opts.Replica, "this replica's unique name in --sharding mode, shown in status.shard (default $POD_NAME, else the host name)")
 	flag.StringVar(&opts.Namespace, "namespace", opts.Namespace, "namespace of the vk-flightctl-config ConfigMap and the leader Lease (default $POD_NAMESPACE, else default)")
 	flag.StringVar(&opts.ServiceAccountName, "service-account-name", opts.ServiceAccountName, "the manager's own ServiceAccount in --namespace, whose tokens a binding with kubernetes-token-audience presents to Flightctl (default $POD_SERVICE_ACCOUNT, else vk-flightctl-provider)")
 	flag.BoolVar(&opts.EnableNodes, "enable-nodes", opts.EnableNodes, "run virtual nodes (false: only validate bindings and report status)")
@@ -63,7 +65,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	logger.Info("Provider starting", "namespace", opts.Namespace, "leaderElection", opts.LeaderElection, "nodes", opts.EnableNodes)
+	logger.Info("Provider starting", "namespace", opts.Namespace, "leaderElection", opts.LeaderElection && !opts.Sharding, "sharding", opts.Sharding, "replica", opts.Replica, "nodes", opts.EnableNodes)
 	ctx := ctrl.SetupSignalHandler()
 	start := time.Now()
 	if err := mgr.Start(ctx); err != nil && !errors.Is(err, ctx.Err()) {

@@ -38,6 +38,7 @@ import (
 	"github.com/vk-flightctl/vk-flightctl/controllers"
 	"github.com/vk-flightctl/vk-flightctl/internal/connection"
 	"github.com/vk-flightctl/vk-flightctl/internal/settings"
+	"github.com/vk-flightctl/vk-flightctl/internal/sharding"
 	"github.com/vk-flightctl/vk-flightctl/provider/flightctl"
 	"github.com/vk-flightctl/vk-flightctl/provider/kubeletapi"
 	"github.com/vk-flightctl/vk-flightctl/provider/node"
@@ -62,6 +63,18 @@ type Options struct {
 	// shorter lease hands over faster after a leader dies, at the cost of
 	// more Lease writes.
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
+	// Sharding runs the manager active-active: every replica runs the
+	// nodes of its share of the bindings, each binding fenced by a Lease
+	// of its own (internal/sharding). LeaderElection is then ignored; the
+	// Lease timings above apply to the shard Leases.
+	Sharding bool
+	// Replica names this replica among the shards (default $POD_NAME,
+	// else the host name); it must be unique.
+	Replica string
+	// ShardObserver, when set, is told each time a replica starts (true)
+	// or has stopped (false) a binding's node in sharded mode; tests use
+	// it to prove a node never runs twice.
+	ShardObserver func(replica string, binding types.NamespacedName, running bool)
 	// MetricsSecure serves /metrics over HTTPS behind the API server's
 	// TokenReview and SubjectAccessReview (get on the /metrics URL), as
 	// controller-runtime recommends. Off only for loopback-only setups.
@@ -106,7 +119,12 @@ func DefaultOptions() Options {
 	if sa == "" {
 		sa = "vk-flightctl-provider"
 	}
+	replica := os.Getenv("POD_NAME")
+	if replica == "" {
+		replica, _ = os.Hostname()
+	}
 	return Options{
+		Replica:            replica,
 		ServiceAccountName: sa,
 		MetricsAddr:        "127.0.0.1:8443",
 		MetricsSecure:      true,
@@ -159,9 +177,10 @@ func controllerOptions(o Options) ctrl.Options {
 			// gains nothing from it.
 			TLSOpts: []func(*tls.Config){disableHTTP2},
 		},
-		HealthProbeBindAddress:  o.ProbeAddr,
-		PprofBindAddress:        o.PprofAddr,
-		LeaderElection:          o.LeaderElection,
+		HealthProbeBindAddress: o.ProbeAddr,
+		PprofBindAddress:       o.PprofAddr,
+		// Sharded replicas all run; the shard Leases fence each binding.
+		LeaderElection:          o.LeaderElection && !o.Sharding,
 		LeaderElectionID:        o.LeaderElectionID,
 		LeaderElectionNamespace: o.Namespace,
 		// A stopping leader hands over at once instead of after the lease.
@@ -268,11 +287,55 @@ func setup(mgr ctrl.Manager, o Options, logger logr.Logger) error {
 		}
 		r.Nodes = nodes
 		r.Triggers = nodes.Triggers()
+		if o.Sharding {
+			sharder, err := newSharder(mgr, kube, nodes, o, logger)
+			if err != nil {
+				return err
+			}
+			r.Nodes, r.Shard = sharder, sharder
+		}
+	} else if o.Sharding {
+		return fmt.Errorf("--sharding spreads virtual nodes over replicas and needs --enable-nodes")
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the FleetBinding controller: %w", err)
 	}
 	return nil
+}
+
+// Shard Lease timings when none are given: controller-runtime's leader
+// election defaults.
+const (
+	defaultLeaseDuration = 15 * time.Second
+	defaultRenewDeadline = 10 * time.Second
+	defaultRetryPeriod   = 2 * time.Second
+)
+
+// newSharder adds the sharder that gates nodes to this replica's bindings.
+func newSharder(mgr ctrl.Manager, kube kubernetes.Interface, nodes *node.Manager, o Options, logger logr.Logger) (*sharding.Sharder, error) {
+	if o.Replica == "" {
+		return nil, fmt.Errorf("--sharding needs a replica name (--replica-name or $POD_NAME)")
+	}
+	lease, renew, retry := orDefault(o.LeaseDuration, defaultLeaseDuration), orDefault(o.RenewDeadline, defaultRenewDeadline), orDefault(o.RetryPeriod, defaultRetryPeriod)
+	if err := sharding.CheckTimings(lease, renew, retry); err != nil {
+		return nil, err
+	}
+	if err := sharding.RegisterMetrics(metrics.Registry); err != nil {
+		return nil, fmt.Errorf("registering sharding metrics: %w", err)
+	}
+	s := sharding.New(kube, mgr.GetClient(), nodes, sharding.Options{
+		Replica: o.Replica, Namespace: o.Namespace,
+		LeaseDuration: lease, RenewDeadline: renew, RetryPeriod: retry,
+		Log: logger.WithName("sharding"), OnNodeChange: o.ShardObserver,
+	})
+	return s, mgr.Add(s)
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
 }
 
 // CheckPprofAddr accepts an empty address (profiling off) or a loopback

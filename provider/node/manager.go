@@ -173,6 +173,20 @@ func (m *Manager) Remove(ctx context.Context, key client.ObjectKey) error {
 	return nil
 }
 
+// Release stops the binding's node without touching its devices or its
+// Node object, so that another manager replica can take the node over
+// (sharded mode hands a binding over this way). It returns once the node
+// has stopped; it is safe to repeat.
+func (m *Manager) Release(key client.ObjectKey) {
+	h := m.nodes.get(key)
+	if h == nil {
+		return
+	}
+	m.stop(h)
+	m.nodes.drop(key, h)
+	m.log.Info("Virtual node released to another replica", "node", h.rt.NodeName(), "fleetbinding", key.String())
+}
+
 // Shutdown stops every node without touching devices or Node objects: a
 // restarted or newly elected manager takes them over.
 func (m *Manager) Shutdown() {

@@ -197,6 +197,12 @@ type ManagerOptions struct {
 	// a Deployment would run: only the holder of the Lease runs nodes and
 	// writes to Flightctl.
 	LeaderElect bool
+	// Sharded runs the manager with --sharding --replica-name <Name>: it
+	// runs the nodes of its share of the bindings (docs/sharding.md).
+	Sharded bool
+	// Args are appended to this process's command line (e.g. Lease
+	// timings).
+	Args []string
 }
 
 // managerNamespace is StackConfig.ManagerNamespace with its default.
@@ -640,6 +646,10 @@ func (s *Stack) StartManager(ctx context.Context, o ManagerOptions) (pid int, er
 		if o.LeaderElect {
 			args = append(args, "--leader-elect")
 		}
+		if o.Sharded {
+			args = append(args, "--sharding", "--replica-name", name)
+		}
+		args = append(args, o.Args...)
 		s.printf("$ KUBECONFIG=%s vk-flightctl-provider %s >>%s 2>&1 &\n", s.managerKC, strings.Join(args, " "), logPath)
 		logStart := fileSize(logPath)
 		p, err := s.start(ctx, name, logPath, []string{"KUBECONFIG=" + s.managerKC, "POD_NAMESPACE=" + s.managerNamespace()}, s.ManagerBin, args...)

@@ -87,7 +87,15 @@ func gather(ctx context.Context, kube kubernetes.Interface, sim *simClient) (*st
 	if err != nil {
 		return nil, err
 	}
-	return &state{pods: pods.Items, devices: devs, deployment: d, timedOut: timedOut}, nil
+	// The sharded phase's extra bindings and their devices are checked
+	// by that phase (checkShardedWorkloads).
+	mine := devs[:0]
+	for _, dev := range devs {
+		if !strings.HasPrefix(dev.Metadata.Name, shardDevicePrefix) {
+			mine = append(mine, dev)
+		}
+	}
+	return &state{pods: pods.Items, devices: mine, deployment: d, timedOut: timedOut}, nil
 }
 
 // deviceTimeouts lists the pods that got a DeviceTimeout event (the

@@ -42,6 +42,19 @@
 //     use with the fleet's own application left alone;
 //   - device-deleted: a device holding pods deleted from Flightctl, then
 //     registered again.
+//   - sharded: the managers replaced by three sharded ones (--sharding,
+//     as config/sharded runs them) and nine more bindings added (one
+//     device and two pods each, ten bindings in all); the replica holding
+//     the most bindings is SIGKILLed, later a new replica joins. Asserted:
+//     after each step every binding's status.shard is its rendezvous-hash
+//     owner among the live replicas and its node is Ready; a killed
+//     replica's bindings are served again within the Lease duration, two
+//     retry periods and 5 s; the join moves bindings only to the
+//     newcomer; the pods of bindings that did not move are never seen
+//     other than Running and Ready, and no extra pod is replaced, lost,
+//     duplicated or leaked. Quick mode uses 6 s Leases, full mode the
+//     15 s default. It prints hand-over times (median, max) and bindings
+//     moved per kill and join. It runs last: the sharded replicas stay.
 //
 // After each phase, with the faults lifted, it waits for convergence and
 // checks the invariants:
@@ -78,6 +91,7 @@
 //	go test ./test/reliability/... -run TestReliability -v                   # quick (about 5 min)
 //	RELIABILITY_MODE=full go test ./test/reliability/... -run TestReliability -v -timeout 40m
 //	make test-reliability                                                     # the same, full mode
+//	RELIABILITY_PHASES=sharded go test ./test/reliability/... -run TestReliability -v     # about 90 s
 //	RELIABILITY_PHASES=fleet-owned,leader-handover go test ./test/reliability/... -run TestReliability -v
 //
 // Environment: RELIABILITY_MODE (unset or "quick", or "full"),

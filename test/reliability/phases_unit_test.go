@@ -7,7 +7,7 @@ import (
 
 func TestSelectPhases(t *testing.T) {
 	known := phaseNames(quickMode)
-	if strings.Join(known, ",") != "baseline,errors,latency,conflicts,unreachable,flapping,restarts,leader-handover,fleet-owned-brief,fleet-owned,device-deleted" {
+	if strings.Join(known, ",") != "baseline,errors,latency,conflicts,unreachable,flapping,restarts,leader-handover,fleet-owned-brief,fleet-owned,device-deleted,sharded" {
 		t.Fatalf("phase order changed: %v (update doc.go)", known)
 	}
 	if want, err := selectPhases(" ", known); err != nil || want != nil {

@@ -439,6 +439,8 @@ type phase struct {
 }
 
 type phaseResult struct {
+	// sharded is what the sharded phase set up, for its checks.
+	sharded     *shardedRun
 	name, fault string
 	duration    time.Duration
 	ops         opCounts
@@ -518,6 +520,9 @@ func (h *harness) phases() []phase {
 		// Last: it is the most destructive phase.
 		{name: "device-deleted", fault: "a device holding pods deleted from Flightctl", allowReschedule: true, extraBound: statusPollInterval,
 			drive: h.deleteDevice, after: h.reregisterDevice},
+		// After all others: from here on three sharded replicas run
+		// ten bindings (docs/sharding.md).
+		{name: "sharded", fault: "3 sharded replicas, 10 bindings; one SIGKILLed, one added", drive: h.sharded, check: h.checkShardedWorkloads},
 	}
 }
 

@@ -467,6 +467,8 @@ func (g *generator) deployment(o object) (string, error) {
 	// (last, so they can override: Go's flag package keeps the last value).
 	args, _ := c["args"].([]any)
 	var argLines []string
+	// Sharded mode replaces leader election (docs/sharding.md).
+	electionArgs := []string{"{{- if .Values.sharding.enabled }}", "- --sharding", "{{- else if .Values.leaderElection.enabled }}", "- --leader-elect", "{{- end }}"}
 	for _, a := range args {
 		s, ok := a.(string)
 		if !ok {
@@ -475,7 +477,7 @@ func (g *generator) deployment(o object) (string, error) {
 		switch m := metricsArg.FindStringSubmatch(s); {
 		case s == "--leader-elect" || s == "--leader-elect=true":
 			g.leaderElect = true
-			argLines = append(argLines, "{{- if .Values.leaderElection.enabled }}", "- --leader-elect", "{{- end }}")
+			argLines = append(argLines, electionArgs...)
 		case m != nil:
 			g.metricsPort, _ = strconv.Atoi(m[2])
 			argLines = append(argLines,
@@ -493,7 +495,7 @@ func (g *generator) deployment(o object) (string, error) {
 		}
 	}
 	if !g.leaderElect {
-		argLines = append(argLines, "{{- if .Values.leaderElection.enabled }}", "- --leader-elect", "{{- end }}")
+		argLines = append(argLines, electionArgs...)
 	}
 	argLines = append(argLines,
 		"{{- if .Values.kubeletTLS.secretName }}",
@@ -716,7 +718,10 @@ func (g *generator) values() []value {
 			{key: "pullPolicy", doc: "Image pull policy.", def: g.imagePullPolicy, schema: map[string]any{"enum": []string{"Always", "IfNotPresent", "Never"}}},
 		}},
 		{key: "imagePullSecrets", doc: "Secrets for pulling the image, e.g. [{name: regcred}].", def: g.podDefault("imagePullSecrets", []any{})},
-		{key: "replicas", doc: "Manager replicas. With leader election one is active and the others wait to take over; without it keep 1 (two active managers would fight over the nodes).", def: g.replicas, schema: map[string]any{"minimum": 0}},
+		{key: "replicas", doc: "Manager replicas. With leader election one is active and the others wait to take over; with sharding all are active, each on its share of the FleetBindings (3 is a good start); with neither keep 1 (two active managers would fight over the nodes).", def: g.replicas, schema: map[string]any{"minimum": 0}},
+		{key: "sharding", doc: "Sharded mode (docs/sharding.md): FleetBindings spread over all replicas, each binding's node fenced by a Lease of its own in the release namespace.", children: []value{
+			{key: "enabled", doc: "Pass --sharding instead of --leader-elect.", def: false},
+		}},
 		{key: "leaderElection", doc: "Leader election (a Lease vk-flightctl-provider in the release namespace).", children: []value{
 			{key: "enabled", doc: "Pass --leader-elect: only the Lease holder runs nodes and writes to Flightctl.", def: g.leaderElect},
 		}},
