@@ -142,21 +142,7 @@ func (s *Server) exec(ctx context.Context, ns, pod, container string, cmd []stri
 		streams.Stderr = streams.Stdout
 	}
 	cerr := p.Console.Console(ctx, p.Device, flightctl.ConsoleCommand{Command: "podman", Args: args}, aio.TTY(), streams)
-	// Half-close stdout and stderr (SPDY FIN) before returning: otherwise
-	// their only end is virtual-kubelet's conn.Close() after the exit
-	// status, which resets every stream and sends GOAWAY, and the client
-	// drops the output frames it has not handled yet (kubectl exec then
-	// shows nothing). With FIN the client reads the output to EOF first.
-	closeStream(aio.Stdout())
-	closeStream(aio.Stderr())
 	return s.consoleError(p.Device, cerr)
-}
-
-// closeStream half-closes one of an exec's output streams, if requested.
-func closeStream(w io.WriteCloser) {
-	if w != nil {
-		_ = w.Close()
-	}
 }
 
 // resizeQueue hands kubectl's terminal sizes to the console session. It
