@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/virtual-kubelet/virtual-kubelet/errdefs"
@@ -41,6 +43,9 @@ func (s *Server) target(ns, pod, container string) (nodeapi.Placement, string, e
 	}
 	if container == "" {
 		return p, "", errdefs.InvalidInput("a container name is required")
+	}
+	if !slices.Contains(p.Containers, container) {
+		return p, "", errdefs.NotFoundf("pod %s/%s has no container %q; its containers are %s (kubectl -c NAME)", ns, pod, container, strings.Join(p.Containers, ", "))
 	}
 	return p, translate.PodmanContainerName(p.App, container), nil
 }

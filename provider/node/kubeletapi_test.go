@@ -22,6 +22,7 @@ import (
 	utilexec "k8s.io/client-go/util/exec"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	vkv1 "github.com/vk-flightctl/vk-flightctl/api/v1alpha1"
 	"github.com/vk-flightctl/vk-flightctl/test/flightctlsim"
 )
 
@@ -121,10 +122,62 @@ var _ = Describe("Kubelet API", func() {
 
 		// An offline device: Flightctl answers 504 after waiting for the
 		// agent, and the user is told so.
-		Expect(f.sim.Disconnect(f.placedOn(ctx, "logs")())).To(Succeed())
+		dev := f.placedOn(ctx, "logs")()
+		Expect(f.sim.Disconnect(dev)).To(Succeed())
 		code, body = call(tr.Status.Token, logs)
+		Expect(code).To(Equal(http.StatusInternalServerError))
 		Expect(body).To(ContainSubstring("did not open the console in time"))
 		Expect(body).To(ContainSubstring("probably offline"))
-		_ = code
+		Expect(f.sim.Reconnect(dev)).To(Succeed())
+
+		// A paused or decommissioned device: Flightctl answers 409.
+		Expect(f.sim.RefuseConsole(dev, http.StatusConflict)).To(Succeed())
+		_, body = call(tr.Status.Token, logs)
+		Expect(body).To(ContainSubstring("flightctl refused a console on device " + dev + " (409)"))
+		Expect(body).To(ContainSubstring("paused, decommissioned or awaiting reconnection"))
+		// The binding's Flightctl identity may not open consoles: 403.
+		Expect(f.sim.RefuseConsole(dev, http.StatusForbidden)).To(Succeed())
+		code, body = call(tr.Status.Token, logs)
+		Expect(code).To(Equal(http.StatusBadRequest))
+		Expect(body).To(ContainSubstring("may not open consoles (403): grant it `get` on `devices/console` in Flightctl's RBAC"))
+		Expect(f.sim.RefuseConsole(dev, 0)).To(Succeed())
+		// A container the pod does not have: answered without a console.
+		code, body = call(tr.Status.Token, fmt.Sprintf("/containerLogs/%s/logs/nope", f.ns))
+		Expect(code).To(Equal(http.StatusNotFound))
+		Expect(body).To(ContainSubstring(`has no container "nope"; its containers are app`))
+		code, _ = call(tr.Status.Token, logs)
+		Expect(code).To(Equal(http.StatusOK), "sessions open again")
+	})
+
+	It("tells the user to use the quadlet format for a compose pod", func() {
+		f := newFixture(ctx, flightctlsim.Options{}, func(b *vkv1.FleetBinding) {
+			b.Spec.ApplicationFormat = vkv1.ApplicationFormatCompose
+		})
+		Expect(k8sClient.Create(ctx, f.pod("compose", "100m", "128Mi"))).To(Succeed())
+		Eventually(f.ready(ctx, "compose"), 30*time.Second).Should(BeTrue())
+		var n corev1.Node
+		Expect(k8sClient.Get(ctx, client.ObjectKey{Name: f.node}, &n)).To(Succeed())
+		sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "viewer"}}
+		Expect(k8sClient.Create(ctx, sa)).To(Succeed())
+		Expect(k8sClient.Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: f.ns + "-node-proxy"},
+			RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "system:kubelet-api-admin"},
+			Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Namespace: f.ns, Name: "viewer"}}})).To(Succeed())
+		tr, err := kube.CoreV1().ServiceAccounts(f.ns).CreateToken(ctx, "viewer", &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("https://127.0.0.1:%d/containerLogs/%s/compose/app", n.Status.DaemonEndpoints.KubeletEndpoint.Port, f.ns), nil)
+		req.Header.Set("Authorization", "Bearer "+tr.Status.Token)
+		c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+		var resp *http.Response
+		var body []byte
+		// The binding takes effect once RBAC caches catch up.
+		Eventually(func() int {
+			resp, err = c.Do(req)
+			Expect(err).NotTo(HaveOccurred())
+			defer resp.Body.Close()
+			body, _ = io.ReadAll(resp.Body)
+			return resp.StatusCode
+		}, 30*time.Second, 500*time.Millisecond).Should(Equal(http.StatusBadRequest))
+		Expect(string(body)).To(ContainSubstring("runs as a compose application"))
+		Expect(string(body)).To(ContainSubstring("use the quadlet application format (FleetBinding spec.applicationFormat)"))
 	})
 })

@@ -46,6 +46,9 @@ const (
 // device is one Device and the simulator's bookkeeping about it.
 type device struct {
 	name        string
+	// consoleRefusal is the HTTP status the console endpoint answers for
+	// this device instead of opening a session (RefuseConsole), 0 for none.
+	consoleRefusal int
 	labels      map[string]string
 	annotations map[string]string
 	owner       string
