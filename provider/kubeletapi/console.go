@@ -125,7 +125,7 @@ func (l *limitWriter) Write(b []byte) (int, error) {
 	return k, err
 }
 
-// exec serves RunInContainer and (with an empty command) attach.
+// exec serves RunInContainer: `podman exec` in a console session.
 func (s *Server) exec(ctx context.Context, ns, pod, container string, cmd []string, aio api.AttachIO) error {
 	p, name, err := s.target(ns, pod, container)
 	if err != nil {
@@ -138,7 +138,27 @@ func (s *Server) exec(ctx context.Context, ns, pod, container string, cmd []stri
 	if aio.TTY() {
 		args = append(args, "--tty")
 	}
-	args = append(append(args, name), cmd...)
+	return s.session(ctx, p, append(append(args, name), cmd...), aio)
+}
+
+// attach serves AttachToContainer: `podman attach` to the container's main
+// process in a console session. podman forwards no signals from a console
+// session that ends (--sig-proxy=false), so leaving does not stop the
+// container.
+func (s *Server) attach(ctx context.Context, ns, pod, container string, aio api.AttachIO) error {
+	p, name, err := s.target(ns, pod, container)
+	if err != nil {
+		return err
+	}
+	args := []string{"attach", "--sig-proxy=false"}
+	if aio.Stdin() == nil {
+		args = append(args, "--no-stdin")
+	}
+	return s.session(ctx, p, append(args, name), aio)
+}
+
+// session runs `podman ARGS` on the pod's device with the caller's streams.
+func (s *Server) session(ctx context.Context, p nodeapi.Placement, args []string, aio api.AttachIO) error {
 	streams := flightctl.ConsoleStreams{Stdin: aio.Stdin(), Stdout: aio.Stdout(), Stderr: aio.Stderr()}
 	if aio.TTY() && aio.Resize() != nil {
 		streams.Resize = &resizeQueue{ctx: ctx, c: aio.Resize()}

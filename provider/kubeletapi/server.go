@@ -4,8 +4,8 @@
 // bearer tokens through TokenReview) and authorization (SubjectAccessReview
 // on the pod's node). Flightctl gives no way to stream logs or exec into a
 // device's containers except through its console: logs and exec run
-// podman there (console.go); attach and port-forward answer a clear "not
-// supported by vk-flightctl" instead of hanging or failing TLS.
+// podman there (console.go), and so does attach; port-forward answers a
+// clear "not supported by vk-flightctl" instead of hanging or failing TLS.
 package kubeletapi
 
 import (
@@ -107,10 +107,8 @@ func New(o Options) (*Server, error) {
 	s := &Server{opts: o, certs: certs}
 	mux := http.NewServeMux()
 	api.AttachPodRoutes(api.PodHandlerConfig{
-		RunInContainer: s.exec,
-		AttachToContainer: func(_ context.Context, ns, pod, _ string, _ api.AttachIO) error {
-			return s.unsupported(ns, pod, "attach")
-		},
+		RunInContainer:    s.exec,
+		AttachToContainer: s.attach,
 		PortForward: func(_ context.Context, ns, pod string, _ int32, _ io.ReadWriteCloser) error {
 			return s.unsupported(ns, pod, "port-forward")
 		},

@@ -1,6 +1,7 @@
 package node_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -119,6 +120,27 @@ var _ = Describe("Kubelet API", func() {
 		var ee utilexec.CodeExitError
 		Expect(errors.As(err, &ee)).To(BeTrue(), "error %v", err)
 		Expect(ee.Code).To(Equal(3))
+
+		// kubectl attach: the container's output from now on, until the
+		// client leaves (podman attach --no-stdin --sig-proxy=false).
+		q := url.Values{"output": {"1"}, "error": {"1"}, "container": {"app"}}
+		au, _ := url.Parse(fmt.Sprintf("https://127.0.0.1:%d/attach/%s/logs/app?%s", port, f.ns, q.Encode()))
+		ax, err := remotecommand.NewSPDYExecutor(&rest.Config{Host: au.Host, BearerToken: tr.Status.Token,
+			TLSClientConfig: rest.TLSClientConfig{Insecure: true}}, http.MethodPost, au)
+		Expect(err).NotTo(HaveOccurred())
+		actx, acancel := context.WithTimeout(ctx, 20*time.Second)
+		pr, pw := io.Pipe()
+		attached := make(chan error, 1)
+		go func() {
+			attached <- ax.StreamWithContext(actx, remotecommand.StreamOptions{Stdout: pw, Stderr: io.Discard})
+			_ = pw.Close()
+		}()
+		line, err := bufio.NewReader(pr).ReadString('\n')
+		Expect(err).NotTo(HaveOccurred())
+		Expect(line).To(MatchRegexp(`^vk-\S+-app line 4\n$`), "attach shows new output, not the history")
+		acancel()
+		go func() { _, _ = io.Copy(io.Discard, pr) }()
+		Eventually(attached, 10*time.Second).Should(Receive(), "attach ends when the client leaves")
 
 		// An offline device: Flightctl answers 504 after waiting for the
 		// agent, and the user is told so.

@@ -28,6 +28,8 @@ import (
 //	                                three lines "NAME line K", and with -f a
 //	                                new line every followInterval
 //	podman exec [-i] [-t] NAME CMD  runs CMD as above
+//	podman attach [opts] NAME       the container's output from now on: a
+//	                                new line every followInterval
 //
 // Anything else exits 127 with "command not found" on stderr.
 
@@ -132,6 +134,9 @@ func runSimCommand(r *http.Request, argv []string, stdout, stderr io.Writer) int
 	case "podman":
 		if len(argv) >= 2 && argv[1] == "logs" {
 			return simLogs(r, argv[2:], stdout, stderr)
+		}
+		if len(argv) >= 3 && argv[1] == "attach" {
+			return simLogs(r, []string{"--follow", "--tail", "0", argv[len(argv)-1]}, stdout, stderr)
 		}
 		if len(argv) >= 2 && argv[1] == "exec" {
 			rest := argv[2:]
