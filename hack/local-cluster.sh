@@ -312,6 +312,11 @@ args_kube_apiserver() { # port
     --client-ca-file="$PKI/ca.crt"
     --kubelet-client-certificate="$PKI/apiserver-kubelet-client.crt"
     --kubelet-client-key="$PKI/apiserver-kubelet-client.key"
+    # As a real cluster: verify kubelet serving certificates (issued by the
+    # controller-manager's kubelet-serving signer, this CA) and dial nodes
+    # at their InternalIP, so no node name is looked up in DNS.
+    --kubelet-certificate-authority="$PKI/ca.crt"
+    --kubelet-preferred-address-types=InternalIP,ExternalIP
     --service-account-issuer="$SA_ISSUER"
     --service-account-key-file="$PKI/sa.pub"
     --service-account-signing-key-file="$PKI/sa.key"

@@ -95,8 +95,12 @@ type Options struct {
 	// a free port.
 	KubeletListenAddr string
 	// KubeletCertFile and KubeletKeyFile are the kubelet API's serving key
-	// pair; empty generates a self-signed one.
+	// pair; without them KubeletServingCertificate says where it comes from.
 	KubeletCertFile, KubeletKeyFile string
+	// KubeletServingCertificate is kubeletapi.ServingCSR (a
+	// kubernetes.io/kubelet-serving CSR the manager approves for its own
+	// nodes; self-signed until issued) or kubeletapi.ServingSelfSigned.
+	KubeletServingCertificate string
 	// KubeletClientCAFile verifies client certificates of kubelet API
 	// callers (the API server's kubelet client certificate).
 	KubeletClientCAFile string
@@ -124,17 +128,18 @@ func DefaultOptions() Options {
 		replica, _ = os.Hostname()
 	}
 	return Options{
-		Replica:            replica,
-		ServiceAccountName: sa,
-		MetricsAddr:        "127.0.0.1:8443",
-		MetricsSecure:      true,
-		ProbeAddr:          "127.0.0.1:8081",
-		LeaderElectionID:   "vk-flightctl-provider",
-		Namespace:          ns,
-		EnableNodes:        true,
-		KubeletListenAddr:  "127.0.0.1:10250",
-		GracefulShutdown:   30 * time.Second,
-		PodSyncWorkers:     node.DefaultPodSyncWorkers,
+		Replica:                   replica,
+		ServiceAccountName:        sa,
+		MetricsAddr:               "127.0.0.1:8443",
+		MetricsSecure:             true,
+		ProbeAddr:                 "127.0.0.1:8081",
+		LeaderElectionID:          "vk-flightctl-provider",
+		Namespace:                 ns,
+		EnableNodes:               true,
+		KubeletListenAddr:         "127.0.0.1:10250",
+		KubeletServingCertificate: kubeletapi.ServingCSR,
+		GracefulShutdown:          30 * time.Second,
+		PodSyncWorkers:            node.DefaultPodSyncWorkers,
 	}
 }
 
@@ -271,10 +276,16 @@ func setup(mgr ctrl.Manager, o Options, logger logr.Logger) error {
 		nodes := node.NewManager(kube, mgr.GetAPIReader(), mgr.GetScheme(), logger.WithName("node"), node.Options{InternalIP: host, PodSyncWorkers: o.PodSyncWorkers})
 		kubelet, err := kubeletapi.New(kubeletapi.Options{
 			Addr: o.KubeletListenAddr, CertFile: o.KubeletCertFile, KeyFile: o.KubeletKeyFile,
+			ServingCertificate: o.KubeletServingCertificate, Nodes: nodes,
 			ClientCAFile: o.KubeletClientCAFile, Kube: kube, Pods: nodes, Log: logger.WithName("kubelet-api"),
 		})
 		if err != nil {
 			return err
+		}
+		if o.KubeletCertFile == "" && o.KubeletServingCertificate == kubeletapi.ServingCSR {
+			if err := mgr.Add(kubeletapi.NewApprover(kube, nodes, o.KubeletListenAddr, logger.WithName("kubelet-serving-approver"))); err != nil {
+				return err
+			}
 		}
 		nodes.SetKubeletPort(kubelet.Port())
 		if err := mgr.Add(kubelet); err != nil {

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/virtual-kubelet/virtual-kubelet/errdefs"
@@ -41,6 +43,9 @@ func (s *Server) target(ns, pod, container string) (nodeapi.Placement, string, e
 	}
 	if container == "" {
 		return p, "", errdefs.InvalidInput("a container name is required")
+	}
+	if !slices.Contains(p.Containers, container) {
+		return p, "", errdefs.NotFoundf("pod %s/%s has no container %q; its containers are %s (kubectl -c NAME)", ns, pod, container, strings.Join(p.Containers, ", "))
 	}
 	return p, translate.PodmanContainerName(p.App, container), nil
 }
@@ -120,7 +125,7 @@ func (l *limitWriter) Write(b []byte) (int, error) {
 	return k, err
 }
 
-// exec serves RunInContainer and (with an empty command) attach.
+// exec serves RunInContainer: `podman exec` in a console session.
 func (s *Server) exec(ctx context.Context, ns, pod, container string, cmd []string, aio api.AttachIO) error {
 	p, name, err := s.target(ns, pod, container)
 	if err != nil {
@@ -133,7 +138,27 @@ func (s *Server) exec(ctx context.Context, ns, pod, container string, cmd []stri
 	if aio.TTY() {
 		args = append(args, "--tty")
 	}
-	args = append(append(args, name), cmd...)
+	return s.session(ctx, p, append(append(args, name), cmd...), aio)
+}
+
+// attach serves AttachToContainer: `podman attach` to the container's main
+// process in a console session. podman forwards no signals from a console
+// session that ends (--sig-proxy=false), so leaving does not stop the
+// container.
+func (s *Server) attach(ctx context.Context, ns, pod, container string, aio api.AttachIO) error {
+	p, name, err := s.target(ns, pod, container)
+	if err != nil {
+		return err
+	}
+	args := []string{"attach", "--sig-proxy=false"}
+	if aio.Stdin() == nil {
+		args = append(args, "--no-stdin")
+	}
+	return s.session(ctx, p, append(args, name), aio)
+}
+
+// session runs `podman ARGS` on the pod's device with the caller's streams.
+func (s *Server) session(ctx context.Context, p nodeapi.Placement, args []string, aio api.AttachIO) error {
 	streams := flightctl.ConsoleStreams{Stdin: aio.Stdin(), Stdout: aio.Stdout(), Stderr: aio.Stderr()}
 	if aio.TTY() && aio.Resize() != nil {
 		streams.Resize = &resizeQueue{ctx: ctx, c: aio.Resize()}
@@ -142,21 +167,7 @@ func (s *Server) exec(ctx context.Context, ns, pod, container string, cmd []stri
 		streams.Stderr = streams.Stdout
 	}
 	cerr := p.Console.Console(ctx, p.Device, flightctl.ConsoleCommand{Command: "podman", Args: args}, aio.TTY(), streams)
-	// Half-close stdout and stderr (SPDY FIN) before returning: otherwise
-	// their only end is virtual-kubelet's conn.Close() after the exit
-	// status, which resets every stream and sends GOAWAY, and the client
-	// drops the output frames it has not handled yet (kubectl exec then
-	// shows nothing). With FIN the client reads the output to EOF first.
-	closeStream(aio.Stdout())
-	closeStream(aio.Stderr())
 	return s.consoleError(p.Device, cerr)
-}
-
-// closeStream half-closes one of an exec's output streams, if requested.
-func closeStream(w io.WriteCloser) {
-	if w != nil {
-		_ = w.Close()
-	}
 }
 
 // resizeQueue hands kubectl's terminal sizes to the console session. It

@@ -4,8 +4,8 @@
 // bearer tokens through TokenReview) and authorization (SubjectAccessReview
 // on the pod's node). Flightctl gives no way to stream logs or exec into a
 // device's containers except through its console: logs and exec run
-// podman there (console.go); attach and port-forward answer a clear "not
-// supported by vk-flightctl" instead of hanging or failing TLS.
+// podman there (console.go), and so does attach; port-forward answers a
+// clear "not supported by vk-flightctl" instead of hanging or failing TLS.
 package kubeletapi
 
 import (
@@ -56,10 +56,13 @@ type PodLocator interface {
 type Options struct {
 	// Addr is host:port to listen on; port 0 picks a free one.
 	Addr string
-	// CertFile and KeyFile are the serving key pair; empty generates a
-	// self-signed one at start (enough for API servers that do not verify
-	// kubelet certificates, the default).
+	// CertFile and KeyFile are the serving key pair. Without them the
+	// certificate comes from ServingCertificate.
 	CertFile, KeyFile string
+	// ServingCertificate is ServingCSR or ServingSelfSigned (empty).
+	ServingCertificate string
+	// Nodes are the nodes a CSR-issued certificate may name.
+	Nodes NodeNamer
 	// ClientCAFile verifies client certificates (the API server's kubelet
 	// client certificate); empty accepts bearer tokens only.
 	ClientCAFile string
@@ -77,12 +80,13 @@ type Server struct {
 	opts     Options
 	listener net.Listener
 	handler  http.Handler
+	certs    *certSource
 }
 
 // New binds the listener (so the port is known before nodes advertise it)
 // and builds the handler.
 func New(o Options) (*Server, error) {
-	cert, err := servingCert(o)
+	certs, err := newCertSource(o)
 	if err != nil {
 		return nil, err
 	}
@@ -100,13 +104,11 @@ func New(o Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("setting up kubelet API authentication: %w", err)
 	}
-	s := &Server{opts: o}
+	s := &Server{opts: o, certs: certs}
 	mux := http.NewServeMux()
 	api.AttachPodRoutes(api.PodHandlerConfig{
-		RunInContainer: s.exec,
-		AttachToContainer: func(_ context.Context, ns, pod, _ string, _ api.AttachIO) error {
-			return s.unsupported(ns, pod, "attach")
-		},
+		RunInContainer:    s.exec,
+		AttachToContainer: s.attach,
 		PortForward: func(_ context.Context, ns, pod string, _ int32, _ io.ReadWriteCloser) error {
 			return s.unsupported(ns, pod, "port-forward")
 		},
@@ -121,8 +123,8 @@ func New(o Options) (*Server, error) {
 		return nil, fmt.Errorf("kubelet API: listening on %s: %w", o.Addr, err)
 	}
 	s.listener = tls.NewListener(ln, &tls.Config{
-		Certificates: []tls.Certificate{cert},
-		MinVersion:   tls.VersionTLS12,
+		GetCertificate: certs.get,
+		MinVersion:     tls.VersionTLS12,
 		// Client certificates are checked by the authenticator, which
 		// also accepts bearer tokens, so they are requested, not required.
 		ClientAuth: tls.RequestClientCert,
@@ -135,6 +137,11 @@ func (s *Server) Port() int32 { return int32(s.listener.Addr().(*net.TCPAddr).Po
 
 // Start serves until ctx ends.
 func (s *Server) Start(ctx context.Context) error {
+	if s.certs.fixed == nil && s.opts.ServingCertificate == ServingCSR {
+		if err := s.certs.startCSR(ctx, s.opts.Kube, s.opts.Nodes, servingIPs(s.opts.Addr), s.opts.Log.WithName("serving-certificate")); err != nil {
+			return err
+		}
+	}
 	srv := &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		<-ctx.Done()
@@ -178,21 +185,39 @@ func (a *perPodAuth) GetRequestAttributes(u user.Info, r *http.Request) authoriz
 	return nodeutil.NodeRequestAttr{NodeName: node}.GetRequestAttributes(u, r)
 }
 
-// servingCert loads the configured key pair or makes a self-signed one for
-// the listen host.
-func servingCert(o Options) (tls.Certificate, error) {
+// newCertSource loads the configured key pair, or makes a self-signed one
+// for the listen host (the answer until a CSR is issued).
+func newCertSource(o Options) (*certSource, error) {
+	switch o.ServingCertificate {
+	case "", ServingSelfSigned:
+	case ServingCSR:
+		if o.CertFile == "" && (o.Nodes == nil || len(servingIPs(o.Addr)) == 0) {
+			return nil, fmt.Errorf("kubelet API: a serving certificate through a CSR needs the nodes and a listen address with a specific IP, not %q", o.Addr)
+		}
+	default:
+		return nil, fmt.Errorf("kubelet API: unknown serving certificate source %q (want %s or %s)", o.ServingCertificate, ServingCSR, ServingSelfSigned)
+	}
 	if o.CertFile != "" || o.KeyFile != "" {
 		c, err := tls.LoadX509KeyPair(o.CertFile, o.KeyFile)
 		if err != nil {
-			return c, fmt.Errorf("loading the kubelet serving key pair: %w", err)
+			return nil, fmt.Errorf("loading the kubelet serving key pair: %w", err)
 		}
-		return c, nil
+		return &certSource{fixed: &c}, nil
 	}
+	c, err := selfSigned(o.Addr)
+	if err != nil {
+		return nil, err
+	}
+	return &certSource{fallback: &c}, nil
+}
+
+// selfSigned makes a certificate for addr's host signed by its own key.
+func selfSigned(addr string) (tls.Certificate, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return tls.Certificate{}, err
 	}
-	host, _, _ := net.SplitHostPort(o.Addr)
+	host, _, _ := net.SplitHostPort(addr)
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(time.Now().UnixNano()),
 		Subject:      pkix.Name{CommonName: "vk-flightctl-kubelet"},

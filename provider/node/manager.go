@@ -13,6 +13,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"sort"
 	"sync"
 	"time"
 
@@ -300,4 +301,16 @@ func (m *Manager) PodPlacement(namespace, name string) (nodeapi.Placement, bool)
 		}
 	}
 	return nodeapi.Placement{}, false
+}
+
+// NodeNames lists the virtual nodes this manager runs, sorted; the kubelet
+// API's serving certificate names one of them and its approver accepts
+// requests for them only.
+func (m *Manager) NodeNames() []string {
+	var out []string
+	for _, h := range m.nodes.all() {
+		out = append(out, h.rt.NodeName())
+	}
+	sort.Strings(out)
+	return out
 }

@@ -377,6 +377,11 @@ func (rt *Runtime) placement(ns, name string) (nodeapi.Placement, bool) {
 	if v.phase == phaseDeployed {
 		p.Device = v.device
 	}
+	if v.pod != nil {
+		for _, c := range v.pod.Spec.Containers {
+			p.Containers = append(p.Containers, c.Name)
+		}
+	}
 	if c, ok := rt.cfg.flight.(nodeapi.Console); ok {
 		p.Console = c
 	}

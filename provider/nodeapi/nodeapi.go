@@ -103,4 +103,6 @@ type Placement struct {
 	Compose bool
 	// Console reaches the device; nil when the node's client cannot.
 	Console Console
+	// Containers are the names of the pod's containers.
+	Containers []string
 }

@@ -1,6 +1,9 @@
 package e2e
 
 import (
+	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,6 +15,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
+	"github.com/vk-flightctl/vk-flightctl/provider/flightctl"
 	"github.com/vk-flightctl/vk-flightctl/test/quickstart"
 )
 
@@ -78,6 +82,11 @@ var _ = Describe("Quickstart", Ordered, ContinueOnFailure, func() {
 		}).WithContext(ctx).WithTimeout(60 * time.Second).WithPolling(time.Second).Should(Succeed())
 		fmt.Fprintf(GinkgoWriter, "    [ok]   node %s counts device %s: capacity cpu %s, memory %s\n", env.NodeName(), agent.Name, &wantCPU, &wantMem)
 
+		// The device console end to end (issue 15): the real server
+		// relays a session to the real agent, which runs the command as
+		// its console user. What both send is recorded in the log.
+		recordConsole(ctx, ext, agent)
+
 		agent.Stop()
 		Expect(agent.Delete(ctx)).To(Succeed())
 		Eventually(func(g Gomega) {
@@ -99,4 +108,52 @@ func nodeCapacity(ctx SpecContext) capacity {
 	f := strings.Fields(out)
 	Expect(f).To(HaveLen(2), "node capacity %q", out)
 	return capacity{cpu: resource.MustParse(f[0]), memory: resource.MustParse(f[1])}
+}
+
+// recordConsole runs `echo ok` on a real agent's device through Flightctl's
+// console with the provider's client and records what came back. The
+// session must open and end with the agent's status: a refusal (504: the
+// agent never dialled in) or a broken stream fails. The agent runs the
+// command with sudo as its console user; where it cannot (no sudo here),
+// v1.2.0 still ends the session with success and no output, so then the
+// agent's log must show it received the session and why nothing ran.
+func recordConsole(ctx SpecContext, ext *quickstart.ExternalFlightctl, agent *quickstart.RealAgent) {
+	var caPEM []byte
+	if ext.CAFile != "" {
+		var err error
+		caPEM, err = os.ReadFile(ext.CAFile)
+		Expect(err).NotTo(HaveOccurred())
+	}
+	cl, err := flightctl.New(flightctl.Config{Server: ext.URL, Token: ext.Token, CAData: caPEM})
+	Expect(err).NotTo(HaveOccurred())
+	var stdout, stderr bytes.Buffer
+	cctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+	t0 := time.Now()
+	cerr := cl.Console(cctx, agent.Name, flightctl.ConsoleCommand{Command: "echo", Args: []string{"ok"}}, false,
+		flightctl.ConsoleStreams{Stdout: &stdout, Stderr: &stderr})
+	fmt.Fprintf(GinkgoWriter, "    console session to %s (echo ok) took %s\n      stdout %q\n      stderr %q\n      result %v\n",
+		agent.Name, time.Since(t0).Round(time.Millisecond), stdout.String(), stderr.String(), cerr)
+	var refused *flightctl.ConsoleRefusedError
+	Expect(errors.As(cerr, &refused)).To(BeFalse(), "the server refused the console: %v", cerr)
+	var exit *flightctl.ExitError
+	if cerr != nil {
+		Expect(errors.As(cerr, &exit)).To(BeTrue(), "the session did not end with the agent's exit status: %v", cerr)
+		fmt.Fprintf(GinkgoWriter, "    [ok]   the agent ran the command and reported exit status %d\n", exit.Code)
+		return
+	}
+	if stdout.String() == "ok\n" {
+		fmt.Fprintf(GinkgoWriter, "    [ok]   the agent ran echo ok: stdout %q, exit 0\n", stdout.String())
+		return
+	}
+	log, err := os.ReadFile(agent.Log)
+	Expect(err).NotTo(HaveOccurred())
+	var seen string
+	for _, l := range strings.Split(string(log), "\n") {
+		if strings.Contains(l, "console session") {
+			seen = l
+		}
+	}
+	Expect(seen).NotTo(BeEmpty(), "no output, exit 0, and the agent logged no console session")
+	fmt.Fprintf(GinkgoWriter, "    [ok]   the session reached the agent, which could not run the command here and still reported success:\n      %s\n", seen)
 }

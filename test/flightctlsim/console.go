@@ -28,6 +28,8 @@ import (
 //	                                three lines "NAME line K", and with -f a
 //	                                new line every followInterval
 //	podman exec [-i] [-t] NAME CMD  runs CMD as above
+//	podman attach [opts] NAME       the container's output from now on: a
+//	                                new line every followInterval
 //
 // Anything else exits 127 with "command not found" on stderr.
 
@@ -56,9 +58,21 @@ func (s *Sim) console(w http.ResponseWriter, r *http.Request) {
 	s.mu.RLock()
 	d := s.devices[name]
 	online := d != nil && d.agent != nil && d.agent.connected
+	refusal := 0
+	if d != nil {
+		refusal = d.consoleRefusal
+	}
 	s.mu.RUnlock()
 	if d == nil {
 		notFound(w, flightctl.KindDevice, name)
+		return
+	}
+	switch refusal {
+	case http.StatusForbidden:
+		writeStatus(w, http.StatusForbidden, "Forbidden")
+		return
+	case http.StatusConflict:
+		writeStatus(w, http.StatusConflict, "device is paused, decommissioned or awaiting reconnection")
 		return
 	}
 	if !online {
@@ -120,6 +134,9 @@ func runSimCommand(r *http.Request, argv []string, stdout, stderr io.Writer) int
 	case "podman":
 		if len(argv) >= 2 && argv[1] == "logs" {
 			return simLogs(r, argv[2:], stdout, stderr)
+		}
+		if len(argv) >= 3 && argv[1] == "attach" {
+			return simLogs(r, []string{"--follow", "--tail", "0", argv[len(argv)-1]}, stdout, stderr)
 		}
 		if len(argv) >= 2 && argv[1] == "exec" {
 			rest := argv[2:]
@@ -198,4 +215,22 @@ func simLogs(r *http.Request, args []string, stdout, stderr io.Writer) int {
 			}
 		}
 	}
+}
+
+// RefuseConsole makes the console endpoint answer code for device name
+// instead of opening a session, as the real server does: 403 when the
+// caller lacks `get` on devices/console, 409 for a paused, decommissioned
+// or awaiting-reconnect device. 0 opens sessions again.
+func (s *Sim) RefuseConsole(name string, code int) error {
+	if code != 0 && code != http.StatusForbidden && code != http.StatusConflict {
+		return fmt.Errorf("RefuseConsole: status %d is not one the console answers (403, 409)", code)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := s.devices[name]
+	if d == nil {
+		return fmt.Errorf("device %q: %w", name, ErrNotFound)
+	}
+	d.consoleRefusal = code
+	return nil
 }

@@ -45,13 +45,16 @@ const (
 
 // device is one Device and the simulator's bookkeeping about it.
 type device struct {
-	name        string
-	labels      map[string]string
-	annotations map[string]string
-	owner       string
-	rv          int64
-	generation  int64
-	created     time.Time
+	name string
+	// consoleRefusal is the HTTP status the console endpoint answers for
+	// this device instead of opening a session (RefuseConsole), 0 for none.
+	consoleRefusal int
+	labels         map[string]string
+	annotations    map[string]string
+	owner          string
+	rv             int64
+	generation     int64
+	created        time.Time
 	// spec is the canonical JSON of the spec. Only bytes are kept (plus
 	// the number of applications): decoded specs of ten thousand devices
 	// would multiply the heap the garbage collector has to scan.

@@ -46,6 +46,9 @@ type Env struct {
 	// and FlightctlToken (the simulator).
 	ControlURL   string
 	ControlToken string
+	// NoConsole says the devices open no console sessions (fake devices
+	// against a real Flightctl), so kubectl logs and exec cannot work.
+	NoConsole bool
 	// DisconnectDetection is the longest the Flightctl server takes to
 	// declare a silent device disconnected (0 for a simulator run with
 	// --disconnect-detection 0s; RealDisconnectDetection for v1.2.0).

@@ -2,7 +2,9 @@ package quickstart
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os/exec"
 	"sort"
 	"strings"
 	"sync"
@@ -175,6 +177,23 @@ func Scenario1Deploy(ctx context.Context, e *Env) error {
 	st, ok := d.appStatus(app)
 	r.check(ok && st.Status == "Running", "status.applications reports "+app+" Running, ready "+st.Ready,
 		fmt.Sprintf("status.applications for %s: %+v (present %t), want Running", app, st, ok))
+
+	r.step("Step 5: kubectl logs and kubectl exec, through Flightctl's device console")
+	if e.NoConsole {
+		r.note("Skipped against a real Flightctl with fake devices: they open no console session.")
+		return r.err()
+	}
+	r.note("The API server verifies the kubelet API's certificate (--kubelet-certificate-authority; the\n" +
+		"manager got it through a kubernetes.io/kubelet-serving CSR) and dials the node's InternalIP.")
+	logs, err := r.kubectl("logs", podNginx, "-n", nsCodeco)
+	r.check(err == nil && strings.Contains(logs, "-nginx line 3\n"), "kubectl logs prints the container's lines (podman logs on "+dev+")",
+		fmt.Sprintf("kubectl logs: %q, %v", logs, err))
+	out, err := r.kubectl("exec", podNginx, "-n", nsCodeco, "--", "echo", "ok")
+	r.check(err == nil && out == "ok\n", "kubectl exec -- echo ok prints ok and exits 0", fmt.Sprintf("kubectl exec echo ok: %q, %v", out, err))
+	_, err = r.kubectl("exec", podNginx, "-n", nsCodeco, "--", "sh", "-c", "exit 3")
+	var ee *exec.ExitError
+	r.check(errors.As(err, &ee) && ee.ExitCode() == 3, "kubectl exec -- sh -c 'exit 3' exits 3",
+		fmt.Sprintf("kubectl exec sh -c 'exit 3': %v, want exit status 3", err))
 	return r.err()
 }
 

@@ -274,7 +274,7 @@ func (s *Stack) Env(out io.Writer) *Env {
 		FlightctlURL: s.SimURL, FlightctlToken: s.SimToken, FlightctlCA: s.SimCA, SimCLI: s.SimBin,
 		ControlURL: s.ControlURL, ControlToken: s.ControlToken, DisconnectDetection: s.disconnectDetection(),
 		ManagerLog: s.ManagerLog, Fleet: s.cfg.Fleet, BindingNamespace: DefaultBindingNamespace,
-		ReconnectTimeout: s.cfg.ReconnectTimeout, Out: out,
+		ReconnectTimeout: s.cfg.ReconnectTimeout, Out: out, NoConsole: s.cfg.External != nil,
 	}
 }
 
@@ -384,6 +384,20 @@ func (s *Stack) build(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// clusterCA is the local control plane's CA (hack/local-cluster.sh's
+// state directory), or "" when the stack runs none.
+func (s *Stack) clusterCA() string {
+	dir := s.cfg.ClusterDir
+	if dir == "" {
+		dir = filepath.Join(s.cfg.Root, ".local", "cluster")
+	}
+	ca := filepath.Join(dir, "pki", "ca.crt")
+	if _, err := os.Stat(ca); err != nil {
+		return ""
+	}
+	return ca
 }
 
 func (s *Stack) clusterScript() string { return filepath.Join(s.cfg.Root, "hack", "local-cluster.sh") }
@@ -641,6 +655,11 @@ func (s *Stack) StartManager(ctx context.Context, o ManagerOptions) (pid int, er
 			// Port 0: a free port, so several stacks (e2e, bench,
 			// reliability) can run on one machine.
 			"--kubelet-listen-address", s.kubeletListenAddress(),
+		}
+		// The API server calls the kubelet API with its kubelet client
+		// certificate, signed by the cluster CA, as on a real cluster.
+		if ca := s.clusterCA(); ca != "" {
+			args = append(args, "--kubelet-client-ca-file", ca)
 		}
 		args = append(args, s.cfg.ManagerArgs...)
 		if o.LeaderElect {

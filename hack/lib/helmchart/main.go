@@ -736,7 +736,7 @@ func (g *generator) values() []value {
 			}},
 		}},
 		{key: "kubeletTLS", doc: "The kubelet API (logs, exec) the virtual nodes serve on port 10250.", children: []value{
-			{key: "secretName", doc: "A kubernetes.io/tls Secret (tls.crt, tls.key) in the release namespace for the serving certificate; empty: a self-signed one made at start.", def: ""},
+			{key: "secretName", doc: "A kubernetes.io/tls Secret (tls.crt, tls.key) in the release namespace for the serving certificate; empty: one issued through a `kubernetes.io/kubelet-serving` CSR the manager approves (self-signed until issued; docs/kubelet-api.md).", def: ""},
 			{key: "clientCAConfigMap", doc: "A ConfigMap (key ca.crt) with the CA that signs the API server's kubelet client certificate, e.g. kube-root-ca.crt; empty: only bearer tokens are accepted.", def: ""},
 		}},
 		{key: "extraArgs", doc: "More manager flags, appended last (a repeated flag overrides), e.g. [--pod-sync-workers=8, --v=1].", def: []any{}},
