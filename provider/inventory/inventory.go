@@ -5,6 +5,7 @@ package inventory
 
 import (
 	"fmt"
+	"net/netip"
 	"sort"
 	"strconv"
 	"strings"
@@ -57,8 +58,9 @@ func OptionsFor(b *vkv1.FleetBinding) Options {
 // Device is one Flightctl device as the provider sees it.
 type Device struct {
 	placement.Device
-	// IP is the device's default address (systemInfo netIpDefault); pods on
-	// it report it as their pod and host IP.
+	// IP is the device's default address (systemInfo netIpDefault without
+	// its prefix length); pods on it report it as their pod and host IP.
+	// Empty when the device reports no valid address.
 	IP string
 	// SummaryStatus and SummaryInfo are status.summary from Flightctl.
 	SummaryStatus string
@@ -174,7 +176,7 @@ func FromDevice(d *flightctl.Device, o Options) Device {
 			out.SpecApplications = append(out.SpecApplications, a.Name)
 		}
 	}
-	out.IP = sys[flightctl.SystemInfoNetIPDefault]
+	out.IP = deviceIP(sys[flightctl.SystemInfoNetIPDefault])
 	out.Architecture = sys["architecture"]
 	out.OperatingSystem = sys["operatingSystem"]
 	out.Capacity = capacity(sys, o.DefaultCapacity)
@@ -303,6 +305,21 @@ func updateFailure(st *flightctl.DeviceStatus) string {
 			return st.Updated.Info
 		}
 		return "the device's update failed (condition Updating, reason " + c.Reason + ")"
+	}
+	return ""
+}
+
+// deviceIP is the address in a netIpDefault value. The real v1.2.0 agent
+// reports its interface address with the prefix length ("192.0.2.2/24");
+// a pod IP must be a bare address or the API server refuses the whole
+// pod status, so the prefix is dropped and anything unparsable is left
+// out rather than written.
+func deviceIP(v string) string {
+	if p, err := netip.ParsePrefix(v); err == nil {
+		return p.Addr().String()
+	}
+	if a, err := netip.ParseAddr(v); err == nil {
+		return a.String()
 	}
 	return ""
 }

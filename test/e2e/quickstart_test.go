@@ -45,8 +45,10 @@ var _ = Describe("Quickstart", Ordered, ContinueOnFailure, func() {
 
 	// Against a real Flightctl, one real flightctl-agent v1.2.0 enrols as
 	// a device of the fleet: it must come Online and the node must count
-	// its CPU and memory, then give them back once it is deleted. (It
-	// cannot run applications here: the agent needs podman 5.)
+	// its CPU and memory, then give them back once it is deleted. It
+	// cannot run applications here (the agent needs skopeo and podman 5),
+	// so a pod placed on it must show the agent's failed update, not wait
+	// for ever.
 	It("a real flightctl-agent enrolled in the fleet is counted in the node's capacity", func(ctx SpecContext) {
 		if !stack.External() {
 			Skip("needs a real Flightctl (FLIGHTCTL_URL): make test-real runs it")
@@ -75,6 +77,8 @@ var _ = Describe("Quickstart", Ordered, ContinueOnFailure, func() {
 		}).WithContext(ctx).WithTimeout(60 * time.Second).WithPolling(time.Second).Should(Succeed())
 		fmt.Fprintf(GinkgoWriter, "    [ok]   node %s counts device %s: capacity cpu %s, memory %s\n", env.NodeName(), agent.Name, &wantCPU, &wantMem)
 
+		podOnRealAgentShowsFailedUpdate(ctx, agent)
+
 		agent.Stop()
 		Expect(agent.Delete(ctx)).To(Succeed())
 		Eventually(func(g Gomega) {
@@ -83,7 +87,7 @@ var _ = Describe("Quickstart", Ordered, ContinueOnFailure, func() {
 			g.Expect(c.memory.Cmp(before.memory)).To(Equal(0), "memory capacity %s after the device was deleted, want %s", &c.memory, &before.memory)
 		}).WithContext(ctx).WithTimeout(60 * time.Second).WithPolling(time.Second).Should(Succeed())
 		fmt.Fprintf(GinkgoWriter, "    [ok]   device deleted: capacity back to cpu %s, memory %s\n", &before.cpu, &before.memory)
-	}, SpecTimeout(5*time.Minute))
+	}, SpecTimeout(8*time.Minute))
 })
 
 // capacity is a node's CPU and memory capacity.

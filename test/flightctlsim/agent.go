@@ -100,7 +100,9 @@ func newAgent(name string, cfg DeviceConfig, memoryKB int64) *agent {
 		flightctl.SystemInfoHostname: host,
 	}
 	if cfg.IP != "" {
-		info[flightctl.SystemInfoNetIPDefault] = cfg.IP
+		// As the real agent does: the interface's address with its
+		// prefix length (internal/agent/device/systeminfo in v1.2.0).
+		info[flightctl.SystemInfoNetIPDefault] = cfg.IP + "/24"
 	}
 	if cfg.CPU > 0 {
 		info[flightctl.SystemInfoCPUCores] = strconv.Itoa(cfg.CPU)
