@@ -156,7 +156,7 @@ func (s *Sim) agentStep(d *device, epoch uint64) {
 				return
 			}
 		}
-		if msg := prepareFailure(a.apps); msg != "" {
+		if msg := prepareFailure(a.apps, s.now()); msg != "" {
 			// The real agent marks the rendered version failed and rolls
 			// back: the previous version stays applied with its
 			// applications as they were, and condition Updating says why.
@@ -414,13 +414,14 @@ const (
 // prefetch an image).
 const tagFailPrepare = "fail-prepare"
 
-// prepareFailure is the Updating condition message of a failed prepare, in
-// the real v1.2 agent's words, or "" when every application can be
-// prepared.
-func prepareFailure(apps []agentApp) string {
+// prepareFailure is the Updating condition message of a failed prepare at
+// now, in the real v1.2 agent's words (its StructuredError: "[<time>]
+// While Preparing: prefetch failed for <app>: internal error occurred"),
+// or "" when every application can be prepared.
+func prepareFailure(apps []agentApp, now time.Time) string {
 	for _, app := range apps {
 		if app.failPrepare && app.status == flightctl.ApplicationStatusPreparing {
-			return fmt.Sprintf("While Preparing: prefetch failed for %s: internal error occurred", app.name)
+			return fmt.Sprintf("[%s] While Preparing: prefetch failed for %s: internal error occurred", now.UTC().Format(time.DateTime), app.name)
 		}
 	}
 	return ""
