@@ -26,6 +26,8 @@ const maxUnusableListed = 50
 // Unusable device reasons.
 const (
 	ReasonOwnedByFleet = "OwnedByFleet"
+	// ReasonDecommissioning: the device is being decommissioned.
+	ReasonDecommissioning = vkv1.ReasonDeviceDecommissioning
 )
 
 // Options say how device capacity is derived.
@@ -176,6 +178,7 @@ func FromDevice(d *flightctl.Device, o Options) Device {
 			out.SpecApplications = append(out.SpecApplications, a.Name)
 		}
 	}
+	out.Unavailable = decommissioning(d)
 	out.IP = deviceIP(sys[flightctl.SystemInfoNetIPDefault])
 	out.Architecture = sys["architecture"]
 	out.OperatingSystem = sys["operatingSystem"]
@@ -274,13 +277,19 @@ func Build(devs []flightctl.Device, o Options, now time.Time) *Fleet {
 	unusable := 0
 	for i := range f.Devices {
 		d := &f.Devices[i]
-		if d.OwnedBy == "" {
+		var u vkv1.UnusableDevice
+		switch {
+		case d.OwnedBy != "":
+			u = vkv1.UnusableDevice{Name: d.Name, Reason: ReasonOwnedByFleet, Message: fmt.Sprintf(
+				"device %s is owned by Flightctl fleet %s; per-device workloads need devices that no fleet owns (change the fleet's selector or the device's labels)", d.Name, d.OwnedBy)}
+		case d.Unavailable != "":
+			u = vkv1.UnusableDevice{Name: d.Name, Reason: ReasonDecommissioning, Message: fmt.Sprintf("device %s is %s", d.Name, d.Unavailable)}
+		default:
 			continue
 		}
 		unusable++
 		if len(f.Unusable) < maxUnusableListed {
-			f.Unusable = append(f.Unusable, vkv1.UnusableDevice{Name: d.Name, Reason: ReasonOwnedByFleet, Message: fmt.Sprintf(
-				"device %s is owned by Flightctl fleet %s; per-device workloads need devices that no fleet owns (change the fleet's selector or the device's labels)", d.Name, d.OwnedBy)})
+			f.Unusable = append(f.Unusable, u)
 		}
 	}
 	if unusable > maxUnusableListed {
@@ -320,6 +329,28 @@ func deviceIP(v string) string {
 	}
 	if a, err := netip.ParseAddr(v); err == nil {
 		return a.String()
+	}
+	return ""
+}
+
+// decommissioning says why a device runs no workloads any more: Flightctl
+// sets spec.decommissioning when asked to decommission it, and the
+// lifecycle follows (Decommissioning, then Decommissioned once the agent
+// has wiped its workloads). "" for a device in service.
+func decommissioning(d *flightctl.Device) string {
+	lifecycle := ""
+	if d.Status != nil {
+		lifecycle = d.Status.Lifecycle.Status
+	}
+	asked := false
+	if d.Spec != nil {
+		_, asked = d.Spec.Extra[flightctl.SpecDecommissioning]
+	}
+	switch {
+	case lifecycle == flightctl.DeviceLifecycleDecommissioning || lifecycle == flightctl.DeviceLifecycleDecommissioned:
+		return "decommissioned in Flightctl (status.lifecycle.status " + lifecycle + ")"
+	case asked:
+		return "decommissioned in Flightctl (spec.decommissioning is set)"
 	}
 	return ""
 }

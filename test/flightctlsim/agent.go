@@ -319,7 +319,10 @@ func (s *Sim) agentReport(d *device) {
 		"status":         json.RawMessage(`"Unsupported"`),
 		"tpm":            json.RawMessage(`{"status":"Unsupported"}`),
 	}
-	st.Lifecycle = flightctl.StatusWithInfo{Status: "Enrolled"}
+	st.Lifecycle = flightctl.StatusWithInfo{Status: flightctl.DeviceLifecycleEnrolled}
+	if d.decommissioning {
+		st.Lifecycle.Status = flightctl.DeviceLifecycleDecommissioning
+	}
 	st.Resources = flightctl.DeviceResourceStatus{CPU: "Healthy", Disk: "Healthy", Memory: "Healthy"}
 	st.SystemInfo = a.sysInfo
 	a.reported = true
