@@ -118,6 +118,13 @@ spec:
 		g.Expect(evs.Items[0].Type).To(Equal(corev1.EventTypeWarning))
 		fmt.Fprintf(GinkgoWriter, "    [ok]   event %s %s: %q\n", evs.Items[0].Type, evs.Items[0].Reason, evs.Items[0].Message)
 	}).WithContext(ctx).WithTimeout(10 * time.Second).WithPolling(200 * time.Millisecond).Should(Succeed())
+
+	// The pod goes before its device does: a device deleted under a
+	// pod keeps the pod (Unknown) until the reconnect timeout.
+	start := time.Now()
+	_, err = stack.KubectlOutput(ctx, "delete", "pod", "-n", realAgentNamespace, realAgentPod, "--wait=true", "--timeout=60s")
+	Expect(err).NotTo(HaveOccurred())
+	fmt.Fprintf(GinkgoWriter, "    [ok]   pod %s deleted in %s (its application removed from the device)\n", realAgentPod, time.Since(start).Round(10*time.Millisecond))
 }
 
 // agentWords is the agent's own explanation of a failed update: the
