@@ -71,7 +71,7 @@ func statusFor(st *podState, fleet *inventory.Fleet, away map[string]time.Time, 
 	dev, listed := fleet.Get(st.device)
 	// A decommissioned device's going quiet is no disconnection: the
 	// pod says it is decommissioned.
-	if since, disconnected := away[st.device]; (disconnected && dev.Unavailable == "") || !listed {
+	if since, disconnected := away[st.device]; !listed || (disconnected && dev.Unavailable == "") {
 		info := translate.DeviceInfo{Name: st.device}
 		if !disconnected {
 			since = now
