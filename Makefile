@@ -113,7 +113,7 @@ demo-down: ## Stop everything make demo started.
 	hack/demo-down.sh
 
 .PHONY: test-real
-test-real: k8s-binaries-all ## Contract suite and quickstart scenarios against a real Flightctl v1.2.0 on 127.0.0.1 with fake devices (part of make test; REAL_SCENARIO5=1 adds scenario 5, +10-15 min).
+test-real: k8s-binaries-all ## Contract suite and quickstart scenarios against a real Flightctl v1.2.0 on 127.0.0.1 with fake devices (part of make test; the contract suite runs alongside scenario 5's wait for the server's disconnect detection).
 	hack/test-real.sh
 
 .PHONY: test-e2e

@@ -138,6 +138,13 @@ const (
 	// carries the pod's workload and stayed on (or rolled back to) the
 	// previous one; the message is the agent's.
 	EventUpdateFailed = "UpdateFailed"
+
+	// ReasonDeviceDecommissioning (Warning event, and the pod's Ready
+	// reason; also a FleetBinding status.unusableDevices reason): the
+	// device is being or has been decommissioned in Flightctl
+	// (spec.decommissioning set, status.lifecycle.status Decommissioning or
+	// Decommissioned). It runs no workloads any more and takes no new pods.
+	ReasonDeviceDecommissioning = "DeviceDecommissioning"
 )
 
 // Reasons of fleet-wide pods (spec.flightctlFleet, docs/fleets.md).

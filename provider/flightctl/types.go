@@ -63,6 +63,18 @@ const (
 	DeviceSummaryConflictPaused    = "ConflictPaused"
 )
 
+// Device lifecycle status values (status.lifecycle.status).
+const (
+	DeviceLifecycleEnrolled        = "Enrolled"
+	DeviceLifecycleDecommissioning = "Decommissioning"
+	DeviceLifecycleDecommissioned  = "Decommissioned"
+)
+
+// SpecDecommissioning is the spec key Flightctl sets (PUT
+// /api/v1/devices/{name}/decommission) when a device is to be
+// decommissioned.
+const SpecDecommissioning = "decommissioning"
+
 // Applications summary status values (status.applicationsSummary.status).
 const (
 	ApplicationsSummaryHealthy        = "Healthy"

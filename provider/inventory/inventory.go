@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"net/netip"
 	"sort"
 	"strconv"
 	"strings"
@@ -27,6 +28,8 @@ const maxUnusableListed = 50
 // Unusable device reasons.
 const (
 	ReasonOwnedByFleet = "OwnedByFleet"
+	// ReasonDecommissioning: the device is being decommissioned.
+	ReasonDecommissioning = vkv1.ReasonDeviceDecommissioning
 )
 
 // Options say how device capacity is derived.
@@ -64,8 +67,9 @@ func OptionsFor(b *vkv1.FleetBinding) Options {
 // Device is one Flightctl device as the provider sees it.
 type Device struct {
 	placement.Device
-	// IP is the device's default address (systemInfo netIpDefault); pods on
-	// it report it as their pod and host IP.
+	// IP is the device's default address (systemInfo netIpDefault without
+	// its prefix length); pods on it report it as their pod and host IP.
+	// Empty when the device reports no valid address.
 	IP string
 	// SummaryStatus and SummaryInfo are status.summary from Flightctl.
 	SummaryStatus string
@@ -194,7 +198,8 @@ func FromDevice(d *flightctl.Device, o Options) Device {
 			}
 		}
 	}
-	out.IP = sys[flightctl.SystemInfoNetIPDefault]
+	out.Unavailable = decommissioning(d)
+	out.IP = deviceIP(sys[flightctl.SystemInfoNetIPDefault])
 	out.Architecture = sys["architecture"]
 	out.OperatingSystem = sys["operatingSystem"]
 	out.Capacity = capacity(sys, o.DefaultCapacity)
@@ -292,13 +297,19 @@ func Build(devs []flightctl.Device, o Options, now time.Time) *Fleet {
 	unusable := 0
 	for i := range f.Devices {
 		d := &f.Devices[i]
-		if d.OwnedBy == "" {
+		var u vkv1.UnusableDevice
+		switch {
+		case d.OwnedBy != "":
+			u = vkv1.UnusableDevice{Name: d.Name, Reason: ReasonOwnedByFleet, Message: fmt.Sprintf(
+				"device %s is owned by Flightctl fleet %s; per-device workloads need devices that no fleet owns (change the fleet's selector or the device's labels)", d.Name, d.OwnedBy)}
+		case d.Unavailable != "":
+			u = vkv1.UnusableDevice{Name: d.Name, Reason: ReasonDecommissioning, Message: fmt.Sprintf("device %s is %s", d.Name, d.Unavailable)}
+		default:
 			continue
 		}
 		unusable++
 		if len(f.Unusable) < maxUnusableListed {
-			f.Unusable = append(f.Unusable, vkv1.UnusableDevice{Name: d.Name, Reason: ReasonOwnedByFleet, Message: fmt.Sprintf(
-				"device %s is owned by Flightctl fleet %s; per-device workloads need devices that no fleet owns (change the fleet's selector or the device's labels)", d.Name, d.OwnedBy)})
+			f.Unusable = append(f.Unusable, u)
 		}
 	}
 	if unusable > maxUnusableListed {
@@ -351,4 +362,41 @@ func AppDigest(a flightctl.ApplicationSpec) string {
 		write(k, a.EnvVars[k])
 	}
 	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+// deviceIP is the address in a netIpDefault value. The real v1.2.0 agent
+// reports its interface address with the prefix length ("192.0.2.2/24");
+// a pod IP must be a bare address or the API server refuses the whole
+// pod status, so the prefix is dropped and anything unparsable is left
+// out rather than written.
+func deviceIP(v string) string {
+	if p, err := netip.ParsePrefix(v); err == nil {
+		return p.Addr().String()
+	}
+	if a, err := netip.ParseAddr(v); err == nil {
+		return a.String()
+	}
+	return ""
+}
+
+// decommissioning says why a device runs no workloads any more: Flightctl
+// sets spec.decommissioning when asked to decommission it, and the
+// lifecycle follows (Decommissioning, then Decommissioned once the agent
+// has wiped its workloads). "" for a device in service.
+func decommissioning(d *flightctl.Device) string {
+	lifecycle := ""
+	if d.Status != nil {
+		lifecycle = d.Status.Lifecycle.Status
+	}
+	asked := false
+	if d.Spec != nil {
+		_, asked = d.Spec.Extra[flightctl.SpecDecommissioning]
+	}
+	switch {
+	case lifecycle == flightctl.DeviceLifecycleDecommissioning || lifecycle == flightctl.DeviceLifecycleDecommissioned:
+		return "decommissioned in Flightctl (status.lifecycle.status " + lifecycle + ")"
+	case asked:
+		return "decommissioned in Flightctl (spec.decommissioning is set)"
+	}
+	return ""
 }

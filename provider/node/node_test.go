@@ -263,7 +263,10 @@ var _ = Describe("Virtual node", func() {
 		Expect(device).To(BeElementOf("device-1", "device-2"))
 		Expect(p.Labels).To(HaveKeyWithValue(vkv1.LabelDevice, device))
 		snap, _ := f.sim.GetDevice(device)
-		Expect(p.Status.PodIP).To(Equal(snap.Status.SystemInfo["netIpDefault"]))
+		// The device reports its address with a prefix length, as the
+		// real agent does; the pod shows the bare address.
+		Expect(snap.Status.SystemInfo["netIpDefault"]).To(HaveSuffix("/24"))
+		Expect(p.Status.PodIP + "/24").To(Equal(snap.Status.SystemInfo["netIpDefault"]))
 		Expect(p.Status.HostIP).To(Equal(p.Status.PodIP))
 		Expect(f.apps(device)).To(ConsistOf(translate.AppName(p)))
 		Eventually(f.events(ctx, "nginx-edge"), 10*time.Second).Should(ContainElements(

@@ -3,11 +3,14 @@ package node
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/virtual-kubelet/virtual-kubelet/errdefs"
+	vklog "github.com/virtual-kubelet/virtual-kubelet/log"
+	vkslog "github.com/virtual-kubelet/virtual-kubelet/log/slog"
 	"github.com/virtual-kubelet/virtual-kubelet/node"
 	"github.com/virtual-kubelet/virtual-kubelet/node/nodeutil"
 	corev1 "k8s.io/api/core/v1"
@@ -176,6 +179,9 @@ func (rt *Runtime) Run(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// virtual-kubelet logs through its own interface, silently by
+	// default: without this its failed pod status writes are invisible.
+	ctx = vklog.WithLogger(ctx, vkslog.FromSlog(slog.New(logr.ToSlogHandler(log.WithName("virtual-kubelet")))))
 	go func() {
 		if err := pc.Run(ctx, rt.cfg.opts.PodSyncWorkers); err != nil && ctx.Err() == nil {
 			log.Error(err, "Pod controller stopped")

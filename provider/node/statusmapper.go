@@ -69,7 +69,9 @@ func statusFor(st *podState, fleet *inventory.Fleet, away map[string]time.Time, 
 	pod := st.pod.DeepCopy()
 	pod.Status = *st.status.DeepCopy()
 	dev, listed := fleet.Get(st.device)
-	if since, disconnected := away[st.device]; disconnected || !listed {
+	// A decommissioned device's going quiet is no disconnection: the
+	// pod says it is decommissioned.
+	if since, disconnected := away[st.device]; !listed || (disconnected && dev.Unavailable == "") {
 		info := translate.DeviceInfo{Name: st.device}
 		if !disconnected {
 			since = now
@@ -84,7 +86,7 @@ func statusFor(st *podState, fleet *inventory.Fleet, away map[string]time.Time, 
 	// write, its application status describes the old content.
 	// Another pod's write makes the whole device OutOfDate for a moment;
 	// that must not touch this pod, so only its own liveAt counts.
-	info := translate.DeviceInfo{Name: dev.Name, IP: dev.IP, Online: dev.Online, SummaryStatus: dev.SummaryStatus, Info: dev.SummaryInfo}
+	info := translate.DeviceInfo{Name: dev.Name, IP: dev.IP, Online: dev.Online, SummaryStatus: dev.SummaryStatus, Info: dev.SummaryInfo, Unavailable: dev.Unavailable}
 	if deadline > 0 && !st.writtenAt.IsZero() && now.Sub(st.writtenAt) > deadline {
 		info.DeployDeadlineExceeded = deadline
 	}

@@ -28,6 +28,10 @@ type Device struct {
 	// because the pods bound to it stay on the node until the reconnect
 	// timeout removes them.
 	Online bool
+	// Unavailable says why the device runs no workloads any more (it is
+	// being decommissioned), "" if it does. Such a device takes no pods
+	// and counts for no capacity.
+	Unavailable string
 	// OwnedBy names the Flightctl fleet that owns the device, "" if none.
 	// Flightctl refuses per-device spec changes on owned devices, so they
 	// never take pods.
@@ -43,9 +47,9 @@ type Device struct {
 	MaxPods int
 }
 
-// usable reports whether the device may ever take pods: only ownership
-// rules a device out for good, being offline is temporary.
-func (d Device) usable() bool { return d.OwnedBy == "" }
+// usable reports whether the device may ever take pods: ownership and
+// decommissioning rule a device out, being offline is temporary.
+func (d Device) usable() bool { return d.OwnedBy == "" && d.Unavailable == "" }
 
 // allocatable is the device's cpu and memory room when empty.
 func (d Device) allocatable() amount {
@@ -98,7 +102,8 @@ type Summary struct {
 	// Neither list has "pods": the node's pod capacity is the
 	// FleetBinding's spec.maxPods, not a sum over devices.
 	Allocatable corev1.ResourceList
-	// Total counts every device given; Total = Online + Offline + Owned.
+	// Total counts every device given; Total = Online + Offline + Owned +
+	// Unavailable.
 	Total int
 	// Online counts devices no fleet owns that report to Flightctl.
 	Online int
@@ -108,6 +113,9 @@ type Summary struct {
 	// Owned counts devices owned by a Flightctl fleet, online or not; they
 	// never take pods.
 	Owned int
+	// Unavailable counts devices no fleet owns that run no workloads any
+	// more (decommissioning); they take no pods and add no capacity.
+	Unavailable int
 }
 
 // Summarize adds up the devices for the node and FleetBinding status.
@@ -117,8 +125,11 @@ func Summarize(devices []Device) Summary {
 	for _, d := range devices {
 		s.Total++
 		switch {
-		case !d.usable():
+		case d.OwnedBy != "":
 			s.Owned++
+			continue
+		case !d.usable():
+			s.Unavailable++
 			continue
 		case d.Online:
 			s.Online++

@@ -26,6 +26,9 @@ const (
 	// ReasonDeviceOwnedByFleet: the matching devices belong to a Flightctl
 	// fleet, which refuses per-device workloads.
 	ReasonDeviceOwnedByFleet Reason = "DeviceOwnedByFleet"
+	// ReasonDeviceUnavailable: the matching devices run no workloads any
+	// more (being decommissioned).
+	ReasonDeviceUnavailable Reason = "DeviceUnavailable"
 	// ReasonInvalidSelector: flightctl.io/device-selector does not parse.
 	ReasonInvalidSelector Reason = "InvalidSelector"
 	// ReasonInvalidDeviceID: flightctl.io/device-id is present but empty.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 
 	corev1 "k8s.io/api/core/v1"
@@ -153,6 +154,8 @@ func fraction(used, total int64) float64 {
 // state is how a device is listed in a message.
 func state(d Device, hinted *bool) string {
 	switch {
+	case d.OwnedBy == "" && d.Unavailable != "":
+		return d.Unavailable
 	case !d.usable():
 		s := "owned by Flightctl fleet " + d.OwnedBy
 		if !*hinted {
@@ -175,6 +178,8 @@ func basicVerdicts(t Targeting, all []Device) []DeviceVerdict {
 		switch {
 		case !t.Matches(d):
 			out = append(out, DeviceVerdict{Device: d.Name, Reason: ReasonNoMatchingDevice, Message: "does not match " + t.String()})
+		case d.OwnedBy == "" && d.Unavailable != "":
+			out = append(out, DeviceVerdict{Device: d.Name, Reason: ReasonDeviceUnavailable, Message: d.Unavailable})
 		case !d.usable():
 			out = append(out, DeviceVerdict{Device: d.Name, Reason: ReasonDeviceOwnedByFleet, Message: "owned by Flightctl fleet " + d.OwnedBy})
 		case !d.Online:
@@ -203,6 +208,9 @@ func noMatch(t Targeting, all []Device) *NoFitError {
 
 // ownedOnly: every matching device belongs to a Flightctl fleet.
 func ownedOnly(t Targeting, all, matching []Device) *NoFitError {
+	if !slices.ContainsFunc(matching, func(d Device) bool { return d.OwnedBy != "" }) {
+		return unavailableOnly(t, all, matching)
+	}
 	items := make([]string, len(matching))
 	for i, d := range matching {
 		items[i] = fmt.Sprintf("%s (fleet %s)", d.Name, d.OwnedBy)
@@ -341,4 +349,15 @@ func greater(a, b amount) bool {
 		return a.cpu > b.cpu
 	}
 	return a.mem > b.mem
+}
+
+// unavailableOnly: every matching device is being decommissioned.
+// Permanent, like ownership: only another device can take the pod.
+func unavailableOnly(t Targeting, all, matching []Device) *NoFitError {
+	items := make([]string, len(matching))
+	for i, d := range matching {
+		items[i] = fmt.Sprintf("%s (%s)", d.Name, d.Unavailable)
+	}
+	msg := fmt.Sprintf("No device can run workloads: asked %s; matching devices: %s; target another device", t.String(), listNames(items))
+	return &NoFitError{Reason: ReasonDeviceUnavailable, Message: msg, Devices: basicVerdicts(t, all), permanent: true}
 }

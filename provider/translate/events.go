@@ -69,6 +69,9 @@ func Events(prev, next corev1.PodStatus) []Event {
 	if msg := updateFailed(next); msg != "" && msg != updateFailed(prev) {
 		out = append(out, Event{Type: corev1.EventTypeWarning, Reason: vkv1.EventUpdateFailed, Message: msg})
 	}
+	if msg := readyReason(next, vkv1.ReasonDeviceDecommissioning); msg != "" && readyReason(prev, vkv1.ReasonDeviceDecommissioning) == "" {
+		out = append(out, Event{Type: corev1.EventTypeWarning, Reason: vkv1.ReasonDeviceDecommissioning, Message: msg})
+	}
 	wasDisconnected, isDisconnected := disconnected(prev), disconnected(next)
 	switch {
 	case isDisconnected != "" && wasDisconnected == "":
@@ -127,6 +130,17 @@ func disconnected(st corev1.PodStatus) string {
 			if c.Message == "" {
 				return "the Flightctl device is disconnected"
 			}
+			return c.Message
+		}
+	}
+	return ""
+}
+
+// readyReason is the Ready condition's message when its reason is reason,
+// "" otherwise.
+func readyReason(st corev1.PodStatus, reason string) string {
+	for _, c := range st.Conditions {
+		if c.Type == corev1.PodReady && c.Reason == reason {
 			return c.Message
 		}
 	}

@@ -75,6 +75,10 @@ type DeviceInfo struct {
 	// apply (or rolled back) the rendered version carrying the pod's
 	// workload; "" when the pod's write is live or still being applied.
 	UpdateFailure string
+	// Unavailable says why the device runs no workloads any more (being
+	// decommissioned), "" if it does. The pod is then not ready with
+	// reason DeviceDecommissioning and that message.
+	Unavailable string
 	// DeployDeadlineExceeded is the deploy deadline when the pod's write is
 	// older than it; zero while within it. A pod still waiting then says
 	// DeployDeadlineExceeded with what the device last reported.
@@ -125,6 +129,12 @@ func podStatus(pod *corev1.Pod, app *flightctl.ApplicationStatus, device DeviceI
 		return *prev
 	}
 	ts := metav1.NewTime(now).Rfc3339Copy()
+	if device.Unavailable != "" {
+		// Whatever the application last reported, the device is going
+		// away and will not run it: say so, whatever else is true.
+		msg := fmt.Sprintf("Flightctl device %s is %s; it runs no workloads any more: delete the pod, or recreate it to place it on another device", device.Name, device.Unavailable)
+		return notReady(pod, device, vkv1.ReasonDeviceDecommissioning, msg, ts, keepPhase(prev.Phase))
+	}
 	if !device.Online {
 		return notReady(pod, device, ReasonDeviceDisconnected, disconnectedMessage(device), ts, keepPhase(prev.Phase))
 	}

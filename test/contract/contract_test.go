@@ -58,6 +58,7 @@ var contractCases = []contractCase{
 	{name: "GetLastSeen", run: testGetLastSeen},
 	{name: "GetLastSeenReportingDevice", run: testGetLastSeenReporting},
 	{name: "AgentAppliesSpec", run: testAgentAppliesSpec},
+	{name: "AgentFailedPrepare", run: testAgentFailedPrepare},
 	{name: "AgentlessStatusAfterSpecWrite", run: testAgentlessStatusAfterSpecWrite},
 
 	// Lists.

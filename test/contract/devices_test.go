@@ -3,6 +3,7 @@ package contract
 import (
 	"fmt"
 	"net/http"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -723,5 +724,93 @@ func testAgentlessStatusAfterSpecWrite(t *testing.T, tg Target) {
 		}
 		s := got.Status.Summary
 		return s.Status == flightctl.DeviceSummaryUnknown && strings.Contains(s.Info, "disconnected"), "summary " + s.Status + ": " + s.Info
+	})
+}
+
+// prepareFailureMessage is the real v1.2 agent's message for an
+// application whose images it could not fetch, as its StructuredError
+// formats it (internal/agent/device/errors): the failure's time, the
+// phase, the component and the application.
+var prepareFailureMessage = regexp.MustCompile(`^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] While Preparing: prefetch failed for (\S+): .+$`)
+
+// testAgentFailedPrepare states the fields a failed update leaves on a
+// device, as a real flightctl-agent v1.2.0 fills them when it cannot
+// prepare an application (no skopeo or podman 5 on the machine; recorded
+// in provider/inventory/testdata/real-agent-failed-prepare.json, and
+// provoked for real by test/e2e's real-agent spec, since only a machine
+// without those tools makes the real agent fail): condition Updating
+// False, reason Error, with the agent's message; status.updated OutOfDate
+// with the server's "Device has not been updated to the latest device
+// spec: " and that message; status.config.renderedVersion left at the
+// version before (the agent rolled back) while the rendered annotation is
+// ahead; the application not reported. The simulated agent fails the same
+// way on an image tagged ":fail-prepare"; against a real server that
+// agent is a remote one over the agent endpoint, so the server's own
+// derivation of status.updated is what is checked. A later good spec
+// clears it all.
+func testAgentFailedPrepare(t *testing.T, tg Target) {
+	f := newFixture(t, tg)
+	c := f.c
+	name := f.name("failprep")
+	f.cleanupDevice(name)
+	tg.AddReportingDevice(t, flightctlsim.DeviceConfig{Name: name, Labels: f.labels(), CPU: 1, Memory: "1Gi", IP: "192.0.2.52"})
+	f.eventually(20*time.Second, "device enrolled and rendered", func() (bool, string) {
+		d, err := c.GetDevice(f.ctx(), name)
+		if err != nil {
+			return false, err.Error()
+		}
+		return d.Metadata.Annotations["device-controller/renderedVersion"] != "", "no rendered version yet"
+	})
+	before, err := c.GetDevice(f.ctx(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	applied := before.Status.Config.RenderedVersion
+	repo, _, _ := strings.Cut(testImage, ":")
+	bad := quadletApp("failing", repo+":fail-prepare")
+	if _, _, err := f.readModifyWrite(c, name, 10, func(d *flightctl.Device) { d.Spec = specOf(bad) }); err != nil {
+		t.Fatalf("writing the spec: %v", err)
+	}
+	f.eventually(30*time.Second, "the update fails in Prepare and rolls back", func() (bool, string) {
+		d, err := c.GetDevice(f.ctx(), name)
+		if err != nil {
+			return false, err.Error()
+		}
+		st := d.Status
+		var cond flightctl.Condition
+		for _, cd := range st.Conditions {
+			if cd.Type == "Updating" {
+				cond = cd
+			}
+		}
+		rendered := d.Metadata.Annotations["device-controller/renderedVersion"]
+		m := prepareFailureMessage.FindStringSubmatch(cond.Message)
+		ok := cond.Status == "False" && cond.Reason == "Error" && m != nil && m[1] == bad.Name &&
+			st.Updated.Status == "OutOfDate" && st.Updated.Info == "Device has not been updated to the latest device spec: "+cond.Message &&
+			st.Config.RenderedVersion == applied && rendered != applied && len(st.Applications) == 0
+		return ok, fmt.Sprintf("Updating %s/%s %q; updated %s %q; renderedVersion %q (before %q, annotation %q); applications %+v",
+			cond.Status, cond.Reason, cond.Message, st.Updated.Status, st.Updated.Info, st.Config.RenderedVersion, applied, rendered, st.Applications)
+	})
+
+	good := quadletApp("recovered", testImage)
+	if _, _, err := f.readModifyWrite(c, name, 10, func(d *flightctl.Device) { d.Spec = specOf(good) }); err != nil {
+		t.Fatalf("writing the good spec: %v", err)
+	}
+	f.eventually(30*time.Second, "a later good spec clears the failure", func() (bool, string) {
+		d, err := c.GetDevice(f.ctx(), name)
+		if err != nil {
+			return false, err.Error()
+		}
+		st := d.Status
+		reason := ""
+		for _, cd := range st.Conditions {
+			if cd.Type == "Updating" {
+				reason = cd.Status + "/" + cd.Reason
+			}
+		}
+		running := len(st.Applications) == 1 && st.Applications[0].Name == good.Name && st.Applications[0].Status == flightctl.ApplicationStatusRunning
+		ok := running && reason == "False/Updated" && st.Updated.Status == "UpToDate" &&
+			st.Config.RenderedVersion == d.Metadata.Annotations["device-controller/renderedVersion"]
+		return ok, fmt.Sprintf("Updating %s; updated %s %q; renderedVersion %q; applications %+v", reason, st.Updated.Status, st.Updated.Info, st.Config.RenderedVersion, st.Applications)
 	})
 }

@@ -32,15 +32,15 @@ var _ = Describe("Quickstart", Ordered, ContinueOnFailure, func() {
 
 	for _, s := range quickstart.Scenarios() {
 		// Scenario 5 waits for the reconnect timeout to expire, and on a
-		// real Flightctl for its disconnect detection, twice.
+		// real Flightctl once for its disconnect detection (both devices
+		// are cut at once there).
 		timeout := 3 * time.Minute
 		if s.Number == 5 {
-			timeout += 2*reconnectTimeout + 2*quickstart.RealDisconnectDetection
+			timeout += 2*reconnectTimeout + quickstart.RealDisconnectDetection
 		}
 		It(fmt.Sprintf("scenario %d: %s", s.Number, s.Title), func(ctx SpecContext) {
-			if s.Number == 5 && stack.External() && os.Getenv("E2E_REAL_SCENARIO5") == "" {
-				Skip("scenario 5 against a real Flightctl waits for its disconnect detection (5 min + a 2 min check, twice: 10-15 min); " +
-					"set E2E_REAL_SCENARIO5=1 (make test-real-scenario5, make demo FLIGHTCTL=real) to run it")
+			if s.Number == 5 && stack.External() && os.Getenv("E2E_SKIP_REAL_SCENARIO5") != "" {
+				Skip("E2E_SKIP_REAL_SCENARIO5 is set: scenario 5 (up to 7 minutes against a real Flightctl) left out of this local run")
 			}
 			if s.Number == 7 && stack.External() {
 				Skip("scenario 7 adds simulated devices (one failing) through the simulator's control API; against a real Flightctl the contract suite's FleetTemplateWrites case covers the Fleet writes")
@@ -52,8 +52,10 @@ var _ = Describe("Quickstart", Ordered, ContinueOnFailure, func() {
 
 	// Against a real Flightctl, one real flightctl-agent v1.2.0 enrols as
 	// a device of the fleet: it must come Online and the node must count
-	// its CPU and memory, then give them back once it is deleted. (It
-	// cannot run applications here: the agent needs podman 5.)
+	// its CPU and memory, then give them back once it is deleted. It
+	// cannot run applications here (the agent needs skopeo and podman 5),
+	// so a pod placed on it must show the agent's failed update, not wait
+	// for ever.
 	It("a real flightctl-agent enrolled in the fleet is counted in the node's capacity", func(ctx SpecContext) {
 		if !stack.External() {
 			Skip("needs a real Flightctl (FLIGHTCTL_URL): make test-real runs it")
@@ -86,6 +88,7 @@ var _ = Describe("Quickstart", Ordered, ContinueOnFailure, func() {
 		// relays a session to the real agent, which runs the command as
 		// its console user. What both send is recorded in the log.
 		recordConsole(ctx, ext, agent)
+		podOnRealAgentShowsFailedUpdate(ctx, agent)
 
 		agent.Stop()
 		Expect(agent.Delete(ctx)).To(Succeed())
@@ -95,7 +98,7 @@ var _ = Describe("Quickstart", Ordered, ContinueOnFailure, func() {
 			g.Expect(c.memory.Cmp(before.memory)).To(Equal(0), "memory capacity %s after the device was deleted, want %s", &c.memory, &before.memory)
 		}).WithContext(ctx).WithTimeout(60 * time.Second).WithPolling(time.Second).Should(Succeed())
 		fmt.Fprintf(GinkgoWriter, "    [ok]   device deleted: capacity back to cpu %s, memory %s\n", &before.cpu, &before.memory)
-	}, SpecTimeout(5*time.Minute))
+	}, SpecTimeout(8*time.Minute))
 })
 
 // capacity is a node's CPU and memory capacity.

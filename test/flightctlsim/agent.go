@@ -104,7 +104,9 @@ func newAgent(name string, cfg DeviceConfig, memoryKB int64) *agent {
 		flightctl.SystemInfoHostname: host,
 	}
 	if cfg.IP != "" {
-		info[flightctl.SystemInfoNetIPDefault] = cfg.IP
+		// As the real agent does: the interface's address with its
+		// prefix length (internal/agent/device/systeminfo in v1.2.0).
+		info[flightctl.SystemInfoNetIPDefault] = cfg.IP + "/24"
 	}
 	if cfg.CPU > 0 {
 		info[flightctl.SystemInfoCPUCores] = strconv.Itoa(cfg.CPU)
@@ -165,7 +167,7 @@ func (s *Sim) agentStep(d *device, epoch uint64) {
 				return
 			}
 		}
-		if msg := prepareFailure(a.apps); msg != "" {
+		if msg := prepareFailure(a.apps, s.now()); msg != "" {
 			// The real agent marks the rendered version failed and rolls
 			// back: the previous version stays applied with its
 			// applications as they were, and condition Updating says why.
@@ -328,7 +330,10 @@ func (s *Sim) agentReport(d *device) {
 		"status":         json.RawMessage(`"Unsupported"`),
 		"tpm":            json.RawMessage(`{"status":"Unsupported"}`),
 	}
-	st.Lifecycle = flightctl.StatusWithInfo{Status: "Enrolled"}
+	st.Lifecycle = flightctl.StatusWithInfo{Status: flightctl.DeviceLifecycleEnrolled}
+	if d.decommissioning {
+		st.Lifecycle.Status = flightctl.DeviceLifecycleDecommissioning
+	}
 	st.Resources = flightctl.DeviceResourceStatus{CPU: "Healthy", Disk: "Healthy", Memory: "Healthy"}
 	st.SystemInfo = a.sysInfo
 	a.reported = true
@@ -423,13 +428,14 @@ const (
 // prefetch an image).
 const tagFailPrepare = "fail-prepare"
 
-// prepareFailure is the Updating condition message of a failed prepare, in
-// the real v1.2 agent's words, or "" when every application can be
-// prepared.
-func prepareFailure(apps []agentApp) string {
+// prepareFailure is the Updating condition message of a failed prepare at
+// now, in the real v1.2 agent's words (its StructuredError: "[<time>]
+// While Preparing: prefetch failed for <app>: internal error occurred"),
+// or "" when every application can be prepared.
+func prepareFailure(apps []agentApp, now time.Time) string {
 	for _, app := range apps {
 		if app.failPrepare && app.status == flightctl.ApplicationStatusPreparing {
-			return fmt.Sprintf("While Preparing: prefetch failed for %s: internal error occurred", app.name)
+			return fmt.Sprintf("[%s] While Preparing: prefetch failed for %s: internal error occurred", now.UTC().Format(time.DateTime), app.name)
 		}
 	}
 	return ""

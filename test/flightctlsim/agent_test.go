@@ -45,7 +45,7 @@ func TestAgentAppliesSpec(t *testing.T) {
 	if st.Summary.Status != "Online" || st.ApplicationsSummary.Status != "NoApplications" || st.Updated.Status != "UpToDate" {
 		t.Fatalf("fresh device status: %+v %+v %+v", st.Summary, st.ApplicationsSummary, st.Updated)
 	}
-	for k, want := range map[string]string{"cpuCores": "4", "memoryTotalKb": "8388608", "netIpDefault": "192.0.2.11", "hostname": "dev", "architecture": "amd64", "operatingSystem": "linux", "agentVersion": SimAgentVersion} {
+	for k, want := range map[string]string{"cpuCores": "4", "memoryTotalKb": "8388608", "netIpDefault": "192.0.2.11/24", "hostname": "dev", "architecture": "amd64", "operatingSystem": "linux", "agentVersion": SimAgentVersion} {
 		if st.SystemInfo[k] != want {
 			t.Errorf("systemInfo[%s] = %q, want %q", k, st.SystemInfo[k], want)
 		}

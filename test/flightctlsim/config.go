@@ -24,7 +24,7 @@ import (
 //	    labels: {fleet: edge-fleet-1}
 //	    cpu: 4                   # reported as systemInfo.cpuCores (omit: not reported)
 //	    memory: 8Gi              # reported as systemInfo.memoryTotalKb
-//	    ip: 192.0.2.11           # systemInfo.netIpDefault; never contacted
+//	    ip: 192.0.2.11           # systemInfo.netIpDefault (reported as 192.0.2.11/24, as the real agent does); never contacted
 //	    hostname: device-1       # default: the name
 //	    architecture: amd64      # default amd64
 //	    ownedBy: owned-fleet     # adds the fleet's selector labels, so the fleet owns it

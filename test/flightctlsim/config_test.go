@@ -112,7 +112,7 @@ func TestDefaultConfig(t *testing.T) {
 		}
 		ips[d.Status.SystemInfo["netIpDefault"]] = true
 	}
-	if len(ips) != 2 || !ips["192.0.2.11"] || !ips["192.0.2.12"] {
+	if len(ips) != 2 || !ips["192.0.2.11/24"] || !ips["192.0.2.12/24"] {
 		t.Errorf("IPs %v", ips)
 	}
 }

@@ -619,3 +619,44 @@ func (s *Sim) getRenderedDevice(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, body)
 	}
 }
+
+// decommissionDevice serves PUT /api/v1/devices/{name}/decommission as
+// v1.2.0 does: the request ({"target": "Unenroll"|"FactoryReset"}) becomes
+// spec.decommissioning and the lifecycle turns Decommissioning. The
+// simulated agent goes no further (a real one wipes its workloads and
+// reports Decommissioned); what matters to clients is that the device
+// runs no workloads any more.
+func (s *Sim) decommissionDevice(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	raw, ok := readBody(w, r)
+	if !ok {
+		return
+	}
+	var req struct {
+		Target string `json:"target"`
+	}
+	if err := json.Unmarshal(raw, &req); err != nil || (req.Target != "Unenroll" && req.Target != "FactoryReset") {
+		writeStatus(w, http.StatusBadRequest, `request body has an error: doesn't match schema #/components/schemas/DeviceDecommission: target must be one of "FactoryReset", "Unenroll"`)
+		return
+	}
+	by := userActor(requestID(r))
+	s.mu.Lock()
+	d := s.devices[name]
+	if d == nil {
+		s.mu.Unlock()
+		notFound(w, flightctl.KindDevice, name)
+		return
+	}
+	obj := map[string]any{}
+	if len(d.spec) > 0 {
+		_ = json.Unmarshal(d.spec, &obj)
+	}
+	obj[flightctl.SpecDecommissioning] = map[string]any{"target": req.Target}
+	spec, _ := json.Marshal(obj)
+	s.updateDevice(d, d.labels, spec, obj, by)
+	d.decommissioning = true
+	d.status.Lifecycle = flightctl.StatusWithInfo{Status: flightctl.DeviceLifecycleDecommissioning}
+	body := d.encoded()
+	s.mu.Unlock()
+	writeJSON(w, http.StatusOK, body)
+}

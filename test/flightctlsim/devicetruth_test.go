@@ -1,10 +1,15 @@
 package flightctlsim
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 )
+
+// agentFailure is how the real v1.2 agent starts a failure message: the
+// time of the failure in brackets (internal/agent/device/errors).
+var agentFailure = regexp.MustCompile(`^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] While `)
 
 // A prepare that fails rolls back the way the real v1.2 agent does (see
 // ../shared/flightctl-real-server.md): the previous rendered version stays
@@ -41,13 +46,13 @@ func TestAgentFailedPrepareRollsBack(t *testing.T) {
 	snap, _ := s.GetDevice("dev")
 	st := snap.Status
 	cond := findCondition(st.Conditions, conditionUpdating)
-	if cond.Status != "False" || cond.Message != "While Preparing: prefetch failed for web: internal error occurred" {
+	if cond.Status != "False" || !agentFailure.MatchString(cond.Message) || !strings.HasSuffix(cond.Message, "] While Preparing: prefetch failed for web: internal error occurred") {
 		t.Errorf("Updating condition %+v", cond)
 	}
 	if st.Config.RenderedVersion != good.Status.Config.RenderedVersion {
 		t.Errorf("applied version %s, want the previous %s", st.Config.RenderedVersion, good.Status.Config.RenderedVersion)
 	}
-	if st.Updated.Status != "OutOfDate" || !strings.HasPrefix(st.Updated.Info, "Device has not been updated to the latest device spec: While Preparing: prefetch failed for web") {
+	if st.Updated.Status != "OutOfDate" || st.Updated.Info != "Device has not been updated to the latest device spec: "+cond.Message {
 		t.Errorf("updated %+v", st.Updated)
 	}
 	if a, _ := appStatus(s, "dev", "web"); a.Status != "Running" {

@@ -123,6 +123,11 @@ type remoteAgent struct {
 	applied   int64
 	updating  bool
 	since     time.Time // Updating condition's last transition
+	// failed is the rendered version whose prepare failed (an image
+	// tagged ":fail-prepare"), updateError the agent's message for it;
+	// like the real agent, it is not tried again.
+	failed      int64
+	updateError string
 }
 
 // StartRemoteAgents enrols every device (in parallel, a few at a time)
@@ -589,7 +594,7 @@ func (d *renderedDevice) version() int64 {
 // 204); the heartbeat bounds the wait here so that status is re-reported.
 func (r *RemoteAgents) pollRendered(ctx context.Context, a *remoteAgent) (*renderedDevice, error) {
 	a.mu.Lock()
-	known := a.applied
+	known := max(a.applied, a.failed)
 	a.mu.Unlock()
 	path := "/api/v1/devices/" + a.name + "/rendered"
 	if known > 0 {
@@ -629,6 +634,7 @@ func (r *RemoteAgents) apply(ctx context.Context, a *remoteAgent, d *renderedDev
 		return
 	}
 	a.mu.Lock()
+	prev := a.apps
 	a.apps = reconcileApps(a.apps, desired)
 	a.setUpdating(true)
 	a.mu.Unlock()
@@ -637,6 +643,16 @@ func (r *RemoteAgents) apply(ctx context.Context, a *remoteAgent, d *renderedDev
 		return
 	}
 	a.mu.Lock()
+	if msg := prepareFailure(a.apps, time.Now()); msg != "" {
+		// As the real agent: the version is marked failed and rolled
+		// back; the previous one stays applied with its applications.
+		a.failed, a.updateError, a.apps = d.version(), msg, prev
+		a.setUpdating(false)
+		a.mu.Unlock()
+		r.report(ctx, a)
+		return
+	}
+	a.updateError = ""
 	a.applied = d.version()
 	a.setUpdating(false)
 	starting := false
@@ -684,8 +700,11 @@ func (r *RemoteAgents) report(ctx context.Context, a *remoteAgent) {
 		st.Config.RenderedVersion = strconv.FormatInt(a.applied, 10)
 	}
 	cond := flightctl.Condition{Type: conditionUpdating, Status: "False", Reason: "Updated", LastTransitionTime: a.since}
-	if a.updating {
+	switch {
+	case a.updating:
 		cond.Status, cond.Reason = "True", "ApplyingUpdate"
+	case a.updateError != "":
+		cond.Reason, cond.Message = "Error", a.updateError
 	}
 	if a.since.IsZero() {
 		cond.LastTransitionTime = time.Now().UTC()

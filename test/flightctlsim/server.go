@@ -35,6 +35,7 @@ func (s *Sim) routes() http.Handler {
 	api("PATCH /api/v1/devices/{name}/status", "patchDeviceStatus", s.patchDeviceStatus)
 	api("GET /api/v1/devices/{name}/lastseen", "getDeviceLastSeen", s.getDeviceLastSeen)
 	api("GET /api/v1/devices/{name}/rendered", "getRenderedDevice", s.getRenderedDevice)
+	api("PUT /api/v1/devices/{name}/decommission", "decommissionDevice", s.decommissionDevice)
 	api("GET /api/v1/fleets", "listFleets", s.listFleets)
 	api("POST /api/v1/fleets", "createFleet", s.createFleetHandler)
 	api("GET /api/v1/fleets/{name}", "getFleet", s.getFleet)

@@ -71,6 +71,8 @@ type device struct {
 	// workerEpoch identifies the queued worker task (0: none queued).
 	workerEpoch uint64
 	multiOwners string
+	// decommissioning is set once PUT .../decommission was accepted.
+	decommissioning bool
 
 	// Connectivity. lastSeen is what GET .../lastseen reports and only an
 	// agent moves it; statusSeen is the last status report of any kind

@@ -130,10 +130,12 @@ func (d *device) appsWithPrefix(prefix string) []application {
 	return out
 }
 
-// ip is the address the agent reports (systemInfo.netIpDefault).
+// ip is the address the agent reports (systemInfo.netIpDefault), without
+// the prefix length the real agent adds ("192.0.2.2/24").
 func (d *device) ip() string {
 	s, _ := d.Status.SystemInfo["netIpDefault"].(string)
-	return s
+	addr, _, _ := strings.Cut(s, "/")
+	return addr
 }
 
 // appName is the application name docs/CONVENTIONS.md promises for a pod:

@@ -183,6 +183,78 @@ func (a *RealAgent) Device(ctx context.Context) (cpuCores, memoryKb string, err 
 	return cpu, mem, nil
 }
 
+// UpdateReport is what a device says about its last update: the
+// Updating condition, status.updated, the rendered version it runs and
+// the one the server rendered, and the raw device JSON it came from.
+type UpdateReport struct {
+	// ConditionStatus, ConditionReason and ConditionMessage are the
+	// device's Updating condition.
+	ConditionStatus, ConditionReason, ConditionMessage string
+	// UpdatedStatus and UpdatedInfo are status.updated.
+	UpdatedStatus, UpdatedInfo string
+	// Running is status.config.renderedVersion, Rendered the
+	// device-controller/renderedVersion annotation.
+	Running, Rendered string
+	// Applications are the names in spec.applications.
+	Applications []string
+	// Raw is the device as the API returned it.
+	Raw []byte
+}
+
+// Failed reports whether the device says its last update failed
+// (Updating False, reason Error), as a real v1.2.0 agent does after a
+// failed Prepare and rollback.
+func (u UpdateReport) Failed() bool {
+	return u.ConditionStatus == "False" && u.ConditionReason == "Error"
+}
+
+// UpdateReport reads the agent's device and what it says of its update.
+func (a *RealAgent) UpdateReport(ctx context.Context) (UpdateReport, error) {
+	code, raw, err := a.api(ctx, http.MethodGet, "/api/v1/devices/"+a.Name, "", nil)
+	if err != nil || code != http.StatusOK {
+		return UpdateReport{}, fmt.Errorf("GET device %s: %d %s %w", a.Name, code, raw, err)
+	}
+	var d struct {
+		Metadata struct {
+			Annotations map[string]string `json:"annotations"`
+		} `json:"metadata"`
+		Spec struct {
+			Applications []struct {
+				Name string `json:"name"`
+			} `json:"applications"`
+		} `json:"spec"`
+		Status struct {
+			Conditions []struct {
+				Type, Status, Reason, Message string
+			} `json:"conditions"`
+			Updated struct {
+				Status string `json:"status"`
+				Info   string `json:"info"`
+			} `json:"updated"`
+			Config struct {
+				RenderedVersion string `json:"renderedVersion"`
+			} `json:"config"`
+		} `json:"status"`
+	}
+	if err := json.Unmarshal([]byte(raw), &d); err != nil {
+		return UpdateReport{}, err
+	}
+	u := UpdateReport{
+		UpdatedStatus: d.Status.Updated.Status, UpdatedInfo: d.Status.Updated.Info,
+		Running: d.Status.Config.RenderedVersion, Rendered: d.Metadata.Annotations["device-controller/renderedVersion"],
+		Raw: []byte(raw),
+	}
+	for _, c := range d.Status.Conditions {
+		if c.Type == "Updating" {
+			u.ConditionStatus, u.ConditionReason, u.ConditionMessage = c.Status, c.Reason, c.Message
+		}
+	}
+	for _, app := range d.Spec.Applications {
+		u.Applications = append(u.Applications, app.Name)
+	}
+	return u, nil
+}
+
 // Stop ends the agent process (SIGTERM, then SIGKILL after 10 s).
 func (a *RealAgent) Stop() {
 	if a.cmd == nil || a.cmd.Process == nil {

@@ -774,6 +774,13 @@ spec:
 // the FleetBinding's reconnect timeout (the pod returns to Running, same
 // UID), once it does not (the bare pod is deleted, its application removed
 // from the device, and pods of Deployments move to the other device).
+//
+// On the simulator the two cuts are made one after the other on one
+// device, as the seed quickstart does. A real Flightctl takes up to 7
+// minutes to notice each cut (5 minutes without contact, checked every 2
+// minutes), so there both devices are cut at once and the run waits for
+// that detection once: one device comes back in time, the other stays
+// away past the timeout.
 func Scenario5Disconnect(ctx context.Context, e *Env) error {
 	r := newRun(ctx, e)
 	node, bns := e.NodeName(), e.bindingNamespace()
@@ -791,55 +798,230 @@ func Scenario5Disconnect(ctx context.Context, e *Env) error {
 	if err != nil || len(devices) == 0 {
 		return r.abort("listing the fleet's devices: %v (%v)", err, devices)
 	}
-	dev := devices[0]
+	// The device that stays away loses every pod on it, and
+	// codeco/nginx-edge (deleted in scenario 6) must survive.
+	stay := devices[0]
 	if p, _ := r.pod(nsCodeco, podNginx); p != nil && len(devices) > 1 {
-		if busy := p.Annotations[DeviceLabel]; busy == dev {
-			dev = devices[1]
+		if busy := p.Annotations[DeviceLabel]; busy == stay {
+			stay = devices[1]
 			r.note("The seed pins these pods to device-1. A device that stays away past the timeout loses every\n" +
-				"pod on it, and codeco/nginx-edge (deleted in scenario 6) runs on " + busy + ", so this run pins to " + dev + ".")
+				"pod on it, and codeco/nginx-edge (deleted in scenario 6) runs on " + busy + ", so this run pins to " + stay + ".")
 		}
 	}
+	if e.DisconnectDetection <= 0 || len(devices) < 2 {
+		return r.scenario5OneByOne(node, stay, timeout)
+	}
+	back := devices[0]
+	if back == stay {
+		back = devices[1]
+	}
+	return r.scenario5Together(node, back, stay, timeout)
+}
 
-	// Part A: the device comes back in time.
-	r.step("Step 1: deploy reconnect-test on device %s", dev)
-	if err := r.apply(pinnedManifest(podReconn, node, dev)); err != nil {
-		return r.abort("creating the pod: %v", err)
+// scenario5OneByOne cuts dev off twice in a row (the simulator notices at
+// once, so each cut costs seconds).
+func (r *run) scenario5OneByOne(node, dev string, timeout time.Duration) error {
+	r.step("Step 1: deploy %s on device %s", podReconn, dev)
+	a, err := r.s5deploy(node, podReconn, dev)
+	if err != nil {
+		return err
 	}
-	if _, err := r.kubectl("wait", "--for=condition=Ready", "pod/"+podReconn, "-n", nsDefault, "--timeout=30s"); err != nil {
-		return r.abort("pod did not become Ready: %v", err)
-	}
-	p, err := r.pod(nsDefault, podReconn)
-	if err != nil || p == nil {
-		return r.abort("reading the pod: %v", err)
-	}
-	uid := string(p.UID)
-	if !r.check(p.Annotations[DeviceLabel] == dev, "placed on "+dev+" as its nodeSelector flightctl.io/device-id asks",
-		"placed on "+p.Annotations[DeviceLabel]+", want "+dev) {
-		return r.err()
-	}
-
 	r.step("Step 2: disconnect %s, then reconnect it before the timeout (%s)", dev, timeout)
-	mark := r.logMark()
-	cut := time.Now()
-	if err := r.simctl("disconnect", dev); err != nil {
-		return r.abort("%v", err)
+	if err := r.s5cut(a); err != nil {
+		return err
 	}
 	r.noteDetectionWait(dev)
-	stop := r.watch("get", "pod", podReconn, "-n", nsDefault)
-	_, took, err := r.waitPod(nsDefault, podReconn, r.unknownLimit(), "STATUS Unknown", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodUnknown })
-	if err != nil {
-		r.fail("%v", err)
-	} else {
-		r.ok("pod STATUS Unknown %s after the disconnect", round(took))
+	r.s5waitUnknown(a)
+	if err := r.s5backInTime(a, timeout); err != nil {
+		return err
 	}
-	// The reconnect timeout runs from when the device is seen gone: right
-	// away on the simulator, minutes later on a real server.
-	seenGone := cut.Add(took)
-	if err := r.simctl("reconnect", dev); err != nil {
-		stop()
+
+	r.step("Step 3: deploy %s on device %s", podResil, dev)
+	b, err := r.s5deploy(node, podResil, dev)
+	if err != nil {
+		return err
+	}
+	onDev := r.s5podsOn(dev)
+	r.step("Step 4: disconnect %s and let the %s timeout expire", dev, timeout)
+	if err := r.s5cut(b); err != nil {
+		return err
+	}
+	r.noteDetectionWait(dev)
+	r.s5waitUnknown(b)
+	return r.s5expire(b, onDev, timeout)
+}
+
+// scenario5Together cuts back and stay off at once, waits once for the
+// server to declare both disconnected, brings back in time and leaves
+// stay away past the timeout.
+func (r *run) scenario5Together(node, back, stay string, timeout time.Duration) error {
+	r.step("Step 1: deploy %s on device %s and %s on device %s", podReconn, back, podResil, stay)
+	a, err := r.s5deploy(node, podReconn, back)
+	if err != nil {
+		return err
+	}
+	b, err := r.s5deploy(node, podResil, stay)
+	if err != nil {
+		return err
+	}
+	onDev := r.s5podsOn(stay)
+
+	r.step("Step 2: disconnect %s and %s at once", back, stay)
+	r.note("A real Flightctl takes minutes to notice a silent device, so both cuts share one wait: " + back + "\n" +
+		"comes back before the " + timeout.String() + " timeout, " + stay + " stays away past it.")
+	if err := r.s5cut(a); err != nil {
+		return err
+	}
+	if err := r.s5cut(b); err != nil {
+		return err
+	}
+	r.noteDetectionWait(back + " and " + stay)
+	// The server may notice the two in different rounds of its check, so
+	// back is reconnected the moment its pod shows Unknown.
+	var reconnectErr error
+	r.s5waitUnknownAll(func(p *s5pod) {
+		if p == a {
+			r.printf("    reconnecting %s now that the server has declared it disconnected\n", a.dev)
+			reconnectErr = r.simctl("reconnect", a.dev)
+			a.reconnected = true
+		}
+	}, a, b)
+	if reconnectErr != nil {
+		return r.abort("%v", reconnectErr)
+	}
+
+	r.step("Step 3: %s came back before the timeout (%s)", back, timeout)
+	if err := r.s5backInTime(a, timeout); err != nil {
+		return err
+	}
+	r.step("Step 4: leave %s away and let the %s timeout expire", stay, timeout)
+	return r.s5expire(b, onDev, timeout)
+}
+
+// s5pod is one of scenario 5's pinned pods and what happened to its
+// device.
+type s5pod struct {
+	name, dev, uid string
+	mark           int64
+	cut            time.Time
+	// unknownAfter is how long after the cut the pod turned Unknown
+	// (-1 if it never did).
+	unknownAfter time.Duration
+	// reconnected is set once the device was reconnected.
+	reconnected bool
+}
+
+// s5deploy creates a pod pinned to dev and waits until it is Ready.
+func (r *run) s5deploy(node, name, dev string) (*s5pod, error) {
+	if err := r.apply(pinnedManifest(name, node, dev)); err != nil {
+		return nil, r.abort("creating the pod: %v", err)
+	}
+	if _, err := r.kubectl("wait", "--for=condition=Ready", "pod/"+name, "-n", nsDefault, "--timeout=30s"); err != nil {
+		return nil, r.abort("pod did not become Ready: %v", err)
+	}
+	p, err := r.pod(nsDefault, name)
+	if err != nil || p == nil {
+		return nil, r.abort("reading the pod: %v", err)
+	}
+	if !r.check(p.Annotations[DeviceLabel] == dev, name+" placed on "+dev+" as its nodeSelector flightctl.io/device-id asks",
+		name+" placed on "+p.Annotations[DeviceLabel]+", want "+dev) {
+		return nil, r.err()
+	}
+	return &s5pod{name: name, dev: dev, uid: string(p.UID)}, nil
+}
+
+// s5podsOn lists every pod on dev, which a timeout affects.
+func (r *run) s5podsOn(dev string) []corev1.Pod {
+	r.note("Every pod on " + dev + " is affected by a timeout:")
+	var onDev corev1.PodList
+	_, _ = r.kubectl("get", "pods", "-A", "-l", DeviceLabel+"="+dev, "-o", "wide")
+	_, _ = r.getJSON(&onDev, "pods", "-A", "-l", DeviceLabel+"="+dev)
+	return onDev.Items
+}
+
+// s5cut disconnects the pod's device.
+func (r *run) s5cut(p *s5pod) error {
+	p.mark = r.logMark()
+	p.cut = time.Now()
+	if err := r.simctl("disconnect", p.dev); err != nil {
 		return r.abort("%v", err)
 	}
-	p, took, err = r.waitPod(nsDefault, podReconn, 30*time.Second, "Running and Ready", func(p *corev1.Pod) bool {
+	return nil
+}
+
+// s5waitUnknown waits until the pod shows STATUS Unknown.
+func (r *run) s5waitUnknown(p *s5pod) {
+	stop := r.watch("get", "pod", p.name, "-n", nsDefault)
+	defer stop()
+	limit := r.unknownLimit() - time.Since(p.cut)
+	_, _, err := r.waitPod(nsDefault, p.name, max(limit, limitUnknown), "STATUS Unknown", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodUnknown })
+	p.unknownAfter = time.Since(p.cut)
+	if err != nil {
+		r.fail("%v", err)
+		p.unknownAfter = -1
+		return
+	}
+	r.ok("%s STATUS Unknown %s after %s was disconnected", p.name, round(p.unknownAfter), p.dev)
+}
+
+// s5waitUnknownAll waits until every pod has shown STATUS Unknown,
+// watching them together: the server may notice the devices in different
+// rounds of its check, and each reconnect timeout runs from its own.
+func (r *run) s5waitUnknownAll(onSeen func(*s5pod), ps ...*s5pod) {
+	seen := make(map[*s5pod]bool, len(ps))
+	_, err := r.waitFor("pods "+s5names(ps)+" STATUS Unknown", r.unknownLimit(), 200*time.Millisecond, func() (bool, string, error) {
+		var states []string
+		for _, p := range ps {
+			if seen[p] {
+				continue
+			}
+			pod, err := r.pod(nsDefault, p.name)
+			if err != nil {
+				return false, "", err
+			}
+			if pod != nil && pod.Status.Phase == corev1.PodUnknown {
+				seen[p] = true
+				p.unknownAfter = time.Since(p.cut)
+				r.ok("%s STATUS Unknown %s after %s was disconnected", p.name, round(p.unknownAfter), p.dev)
+				onSeen(p)
+				continue
+			}
+			states = append(states, p.name+": "+podState(pod))
+		}
+		return len(seen) == len(ps), strings.Join(states, "; "), nil
+	})
+	if err != nil {
+		r.fail("%v", err)
+		for _, p := range ps {
+			if !seen[p] {
+				p.unknownAfter = -1
+			}
+		}
+	}
+}
+
+func s5names(ps []*s5pod) string {
+	names := make([]string, len(ps))
+	for i, p := range ps {
+		names[i] = p.name
+	}
+	return strings.Join(names, ", ")
+}
+
+// s5backInTime reconnects the pod's device and checks the pod is back,
+// the same pod, with the log lines and events of a short disconnection.
+func (r *run) s5backInTime(a *s5pod, timeout time.Duration) error {
+	// The reconnect timeout runs from when the device is seen gone: right
+	// away on the simulator, minutes later on a real server.
+	seenGone := a.cut.Add(max(a.unknownAfter, 0))
+	if !a.reconnected {
+		if err := r.simctl("reconnect", a.dev); err != nil {
+			return r.abort("%v", err)
+		}
+		a.reconnected = true
+	}
+	stop := r.watch("get", "pod", a.name, "-n", nsDefault)
+	p, took, err := r.waitPod(nsDefault, a.name, 30*time.Second, "Running and Ready", func(p *corev1.Pod) bool {
 		return p.Status.Phase == corev1.PodRunning && podReady(p)
 	})
 	away := time.Since(seenGone)
@@ -847,59 +1029,37 @@ func Scenario5Disconnect(ctx context.Context, e *Env) error {
 	if err != nil {
 		return r.abort("%v", err)
 	}
-	r.ok("pod Running and Ready again %s after the reconnect (device seen away %s, timeout %s)", round(took), round(away), timeout)
-	r.check(string(p.UID) == uid, "same pod (UID "+uid+"): not rescheduled", "pod was replaced: UID "+uid+" became "+string(p.UID))
+	r.ok("%s Running and Ready again %s after the reconnect (device seen away %s, timeout %s)", a.name, round(took), round(away), timeout)
+	r.check(string(p.UID) == a.uid, "same pod (UID "+a.uid+"): not rescheduled", "pod was replaced: UID "+a.uid+" became "+string(p.UID))
 	if away >= timeout {
 		r.fail("the device was seen away %s, not less than the %s timeout: this run did not test an early reconnect", round(away), timeout)
 	}
-	_, _ = r.kubectl("get", "pod", podReconn, "-n", nsDefault, "-o", "wide", "-L", DeviceLabel)
-	r.showLog(mark, 10*time.Second,
-		logWant{msg: "Device disconnected", fields: map[string]string{"device": dev, "pod": nsDefault + "/" + podReconn}},
-		logWant{msg: "Starting reconnection timeout", fields: map[string]string{"device": dev, "timeout": timeout.String()}},
-		logWant{msg: "Device reconnected", fields: map[string]string{"device": dev}},
-		logWant{msg: "Cancelled reconnection timeout", fields: map[string]string{"device": dev}},
-		logWant{msg: "Workload status synchronized", fields: map[string]string{"pod": nsDefault + "/" + podReconn}},
+	_, _ = r.kubectl("get", "pod", a.name, "-n", nsDefault, "-o", "wide", "-L", DeviceLabel)
+	r.showLog(a.mark, 10*time.Second,
+		logWant{msg: "Device disconnected", fields: map[string]string{"device": a.dev, "pod": nsDefault + "/" + a.name}},
+		logWant{msg: "Starting reconnection timeout", fields: map[string]string{"device": a.dev, "timeout": timeout.String()}},
+		logWant{msg: "Device reconnected", fields: map[string]string{"device": a.dev}},
+		logWant{msg: "Cancelled reconnection timeout", fields: map[string]string{"device": a.dev}},
+		logWant{msg: "Workload status synchronized", fields: map[string]string{"pod": nsDefault + "/" + a.name}},
 	)
-	evs, _ := r.waitEvents(nsDefault, podReconn, uid, 5*time.Second, "DeviceDisconnected", "DeviceConnected")
+	evs, _ := r.waitEvents(nsDefault, a.name, a.uid, 5*time.Second, "DeviceDisconnected", "DeviceConnected")
 	for _, reason := range []string{"DeviceDisconnected", "DeviceConnected"} {
 		ev, ok := findEvent(evs, reason)
 		r.check(ok, "pod event "+reason+": "+ev.Message, "no "+reason+" event on the pod (have: "+eventReasons(evs)+")")
 	}
+	return nil
+}
 
-	// Part B: the device stays away past the timeout.
-	r.step("Step 3: deploy resilience-test on device %s", dev)
-	if err := r.apply(pinnedManifest(podResil, node, dev)); err != nil {
-		return r.abort("creating the pod: %v", err)
-	}
-	if _, err := r.kubectl("wait", "--for=condition=Ready", "pod/"+podResil, "-n", nsDefault, "--timeout=30s"); err != nil {
-		return r.abort("pod did not become Ready: %v", err)
-	}
-	p, err = r.pod(nsDefault, podResil)
-	if err != nil || p == nil {
-		return r.abort("reading the pod: %v", err)
-	}
-	uid = string(p.UID)
-	app := appName(nsDefault, podResil, uid)
-	r.note("Every pod on " + dev + " is affected by what follows:")
-	var onDev corev1.PodList
-	_, _ = r.kubectl("get", "pods", "-A", "-l", DeviceLabel+"="+dev, "-o", "wide")
-	_, _ = r.getJSON(&onDev, "pods", "-A", "-l", DeviceLabel+"="+dev)
-
-	r.step("Step 4: disconnect %s and let the %s timeout expire", dev, timeout)
-	mark = r.logMark()
-	cut = time.Now()
-	if err := r.simctl("disconnect", dev); err != nil {
-		return r.abort("%v", err)
-	}
-	r.noteDetectionWait(dev)
-	stop = r.watch("get", "pod", podResil, "-n", nsDefault)
-	if _, took, err = r.waitPod(nsDefault, podResil, r.unknownLimit(), "STATUS Unknown", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodUnknown }); err != nil {
-		r.fail("%v", err)
-	} else {
-		r.ok("pod STATUS Unknown %s after the disconnect", round(took))
-	}
-	_, err = r.waitPodGone(nsDefault, podResil, uid, timeout+slackReconnect+r.unknownLimit())
-	gone := time.Since(cut.Add(took))
+// s5expire waits for the reconnect timeout of the pod's device to delete
+// the pod, checks the rescheduling and the application's removal, then
+// reconnects the device.
+func (r *run) s5expire(b *s5pod, onDev []corev1.Pod, timeout time.Duration) error {
+	dev := b.dev
+	app := appName(nsDefault, b.name, b.uid)
+	stop := r.watch("get", "pod", b.name, "-n", nsDefault)
+	seenGone := b.cut.Add(max(b.unknownAfter, 0))
+	_, err := r.waitPodGone(nsDefault, b.name, b.uid, timeout+slackReconnect+r.unknownLimit())
+	gone := time.Since(seenGone)
 	stop()
 	if err != nil {
 		r.fail("%v", err)
@@ -908,24 +1068,24 @@ func Scenario5Disconnect(ctx context.Context, e *Env) error {
 			fmt.Sprintf("pod deleted %s after the device was seen disconnected (timeout %s)", round(gone), timeout),
 			fmt.Sprintf("pod deleted %s after the device was seen disconnected; want between %s and %s", round(gone), timeout, timeout+slackReconnect))
 	}
-	r.showLog(mark, 10*time.Second,
-		logWant{msg: "Device disconnected", fields: map[string]string{"device": dev, "pod": nsDefault + "/" + podResil}},
+	r.showLog(b.mark, 10*time.Second,
+		logWant{msg: "Device disconnected", fields: map[string]string{"device": dev, "pod": nsDefault + "/" + b.name}},
 		logWant{msg: "Starting reconnection timeout", fields: map[string]string{"device": dev, "timeout": timeout.String()}},
 		logWant{msg: "Reconnection timeout exceeded", fields: map[string]string{"device": dev}},
-		logWant{msg: "Rescheduling workload", fields: map[string]string{"pod": nsDefault + "/" + podResil, "reason": "DeviceTimeout"}},
+		logWant{msg: "Rescheduling workload", fields: map[string]string{"pod": nsDefault + "/" + b.name, "reason": "DeviceTimeout"}},
 	)
 
 	r.step("Step 5: verify the pod is rescheduled")
-	_, err = r.kubectl("get", "pod", podResil, "-n", nsDefault, "-o", "wide")
+	_, err = r.kubectl("get", "pod", b.name, "-n", nsDefault, "-o", "wide")
 	r.check(err != nil && strings.Contains(err.Error(), "NotFound"), "the bare pod is deleted",
-		fmt.Sprintf("want NotFound for pod %s, got %v", podResil, err))
-	evs, _ = r.events(nsDefault, podResil, uid)
+		fmt.Sprintf("want NotFound for pod %s, got %v", b.name, err))
+	evs, _ := r.events(nsDefault, b.name, b.uid)
 	if ev, ok := findEvent(evs, "DeviceTimeout"); ok {
 		r.ok("pod event DeviceTimeout: %s", ev.Message)
 	}
 	r.note("A bare pod has no controller to recreate it. Pods of Deployments that ran on " + dev + " are\n" +
 		"recreated by their ReplicaSets and placed on a device that is online:")
-	r.checkMoved(onDev.Items, dev)
+	r.checkMoved(onDev, dev)
 
 	r.step("Step 6: the application was removed from %s", dev)
 	_, err = r.waitFor("application "+app+" removed from "+dev, limitAppGone, 250*time.Millisecond, func() (bool, string, error) {
@@ -937,7 +1097,7 @@ func Scenario5Disconnect(ctx context.Context, e *Env) error {
 		return !still, "still in spec.applications", nil
 	})
 	if d, derr := r.curlDevice(dev); derr == nil {
-		r.showApps(d, "vk-"+nsDefault+"-"+podResil+"-")
+		r.showApps(d, "vk-"+nsDefault+"-"+b.name+"-")
 	}
 	r.check(err == nil, "application "+app+" is gone from "+dev+"'s spec.applications, so the device does not run a second copy when it returns",
 		fmt.Sprintf("%v", err))

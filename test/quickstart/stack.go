@@ -1121,3 +1121,9 @@ func TailFile(path string, n int) string { return tailFile(path, n) }
 func (s *Stack) KubectlOutput(ctx context.Context, args ...string) (string, error) {
 	return s.kubectlQuiet(ctx, "", args...)
 }
+
+// KubectlOutputIn runs kubectl with stdin against the stack's cluster and
+// returns its output.
+func (s *Stack) KubectlOutputIn(ctx context.Context, stdin string, args ...string) (string, error) {
+	return s.kubectlQuiet(ctx, stdin, args...)
+}
