@@ -62,19 +62,22 @@ var _ = Describe("Manifests", func() {
 	// rule added to the generated ClusterRole without a line here fails.
 	It("grants the manager only the permissions it has a reason for", func() {
 		reasons := map[string]string{
-			"/configmaps,secrets:get,list,watch":                        "settings ConfigMap (watched in the manager's namespace only); pod env/volume references (get); credentials Secrets: get reads them, list/watch are a metadata-only watch (no Secret data reaches the manager) so a rotation takes effect in seconds",
-			"/serviceaccounts/token:create":                             "Kubernetes authentication to Flightctl: tokens of the manager's own ServiceAccount only (resourceNames)",
-			"/events:create,patch,update":                               "pod events (Pulling, FailedScheduling, DeviceTimeout, ...)",
-			"/nodes:create,delete,get,patch":                            "register, update taints of, and remove the virtual nodes",
-			"/nodes/status,pods/status:get,patch,update":                "node heartbeats/capacity and pod status from devices",
-			"/pods:delete,get,list,patch,watch":                         "watch the nodes' pods, record placement, remove pods after their workload stopped or their device timed out",
-			"coordination.k8s.io/leases:create,get,update":              "node leases (heartbeats)",
-			"events.k8s.io/events:create,patch":                         "FleetBinding events",
-			"authentication.k8s.io/tokenreviews:create":                 "kubelet API: authenticate bearer tokens like a kubelet",
-			"authorization.k8s.io/subjectaccessreviews:create":          "kubelet API: authorize calls against the pod's node like a kubelet",
-			"vk.flightctl.io/fleetbindings:get,list,patch,update,watch": "reconcile FleetBindings, manage the finalizer",
-			"vk.flightctl.io/fleetbindings/finalizers:update":           "release the finalizer",
-			"vk.flightctl.io/fleetbindings/status:get,patch,update":     "status and conditions",
+			"/configmaps,secrets:get,list,watch":                                   "settings ConfigMap (watched in the manager's namespace only); pod env/volume references (get); credentials Secrets: get reads them, list/watch are a metadata-only watch (no Secret data reaches the manager) so a rotation takes effect in seconds",
+			"/serviceaccounts/token:create":                                        "Kubernetes authentication to Flightctl: tokens of the manager's own ServiceAccount only (resourceNames)",
+			"/events:create,patch,update":                                          "pod events (Pulling, FailedScheduling, DeviceTimeout, ...)",
+			"/nodes:create,delete,get,patch":                                       "register, update taints of, and remove the virtual nodes",
+			"/nodes/status,pods/status:get,patch,update":                           "node heartbeats/capacity and pod status from devices",
+			"/pods:delete,get,list,patch,watch":                                    "watch the nodes' pods, record placement, remove pods after their workload stopped or their device timed out",
+			"coordination.k8s.io/leases:create,get,update":                         "node leases (heartbeats)",
+			"events.k8s.io/events:create,patch":                                    "FleetBinding events",
+			"authentication.k8s.io/selfsubjectreviews,tokenreviews:create":         "kubelet API: authenticate bearer tokens like a kubelet (tokenreviews); learn the manager's own username, the only requester whose kubelet-serving CSRs it approves (selfsubjectreviews)",
+			"certificates.k8s.io/certificatesigningrequests:create,get,list,watch": "kubelet API serving certificate: request it and watch for it to be issued; the approver watches for the manager's own requests",
+			"certificates.k8s.io/certificatesigningrequests/approval:update":       "approve the manager's own kubelet-serving CSRs (checked: requester, node names, addresses, usages)",
+			"certificates.k8s.io/signers:approve":                                  "approve for the kubernetes.io/kubelet-serving signer only (resourceNames)",
+			"authorization.k8s.io/subjectaccessreviews:create":                     "kubelet API: authorize calls against the pod's node like a kubelet",
+			"vk.flightctl.io/fleetbindings:get,list,patch,update,watch":            "reconcile FleetBindings, manage the finalizer",
+			"vk.flightctl.io/fleetbindings/finalizers:update":                      "release the finalizer",
+			"vk.flightctl.io/fleetbindings/status:get,patch,update":                "status and conditions",
 		}
 		raw, err := os.ReadFile(filepath.Join("..", "config", "rbac", "role.yaml"))
 		Expect(err).NotTo(HaveOccurred())
