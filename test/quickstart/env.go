@@ -158,7 +158,7 @@ func RunScenario(ctx context.Context, e *Env, s Scenario) Result {
 	d := time.Since(start)
 	switch {
 	case errors.Is(err, ErrNotRun):
-		fmt.Fprintf(w, "==== NOT RUN scenario %d (%s): %s\n", s.Number, s.Title, err)
+		fmt.Fprintf(w, "==== NOT RUN scenario %d (%s): %s\n", s.Number, s.Title, strings.TrimPrefix(err.Error(), ErrNotRun.Error()+": "))
 	case err != nil:
 		fmt.Fprintf(w, "==== FAIL scenario %d (%s) in %s:\n%s\n", s.Number, s.Title, round(d), indent(err.Error(), "       "))
 	default:
