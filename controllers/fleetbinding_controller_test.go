@@ -232,6 +232,8 @@ var _ = Describe("FleetBinding reconciler", func() {
 		},
 		Entry("reconnect timeout below 10s", func(b *vkv1.FleetBinding) { b.Spec.ReconnectTimeout = &metav1.Duration{Duration: 5 * time.Second} }, "reconnectTimeout must be at least 10s"),
 		Entry("negative poll interval", func(b *vkv1.FleetBinding) { b.Spec.StatusPollInterval = &metav1.Duration{Duration: -time.Second} }, "statusPollInterval must be at least 1s"),
+		Entry("full resync below 10s", func(b *vkv1.FleetBinding) { b.Spec.FullResyncInterval = &metav1.Duration{Duration: 5 * time.Second} }, "fullResyncInterval must be at least 10s"),
+		Entry("full resync above 1h", func(b *vkv1.FleetBinding) { b.Spec.FullResyncInterval = &metav1.Duration{Duration: 2 * time.Hour} }, "fullResyncInterval must be at most 1h"),
 		Entry("fleet name with capitals", func(b *vkv1.FleetBinding) { b.Spec.Fleet = "Edge_Fleet" }, "spec.fleet"),
 		Entry("unknown application format", func(b *vkv1.FleetBinding) { b.Spec.ApplicationFormat = "helm" }, "spec.applicationFormat"),
 		Entry("no credentials Secret name", func(b *vkv1.FleetBinding) { b.Spec.Flightctl.CredentialsSecretRef.Name = "" }, "credentialsSecretRef.name must name a Secret"),

@@ -98,6 +98,19 @@ type FleetBindingSpec struct {
 	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('10m')",message="statusPollInterval must be at most 10m"
 	StatusPollInterval *metav1.Duration `json:"statusPollInterval,omitempty"`
 
+	// FullResyncInterval is how often every selected device is listed
+	// again. Between resyncs each status poll reads only the devices that
+	// are changing (a write in flight, a pod not yet Running, a status not
+	// healthy, a recent Flightctl event), so a new or relabelled device
+	// appears, and a container restart on a settled device shows, within
+	// this interval (docs/polling.md). Unset means the ConfigMap's
+	// fullResyncInterval, and 60s (the agent's status period) when that is
+	// unset too. Never shorter than the status poll interval.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('10s')",message="fullResyncInterval must be at least 10s"
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('1h')",message="fullResyncInterval must be at most 1h"
+	FullResyncInterval *metav1.Duration `json:"fullResyncInterval,omitempty"`
+
 	// DeviceReserve is subtracted from every device's capacity to give its
 	// allocatable resources (room for the OS and the agent).
 	// +optional

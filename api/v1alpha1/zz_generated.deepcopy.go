@@ -166,6 +166,11 @@ func (in *FleetBindingSpec) DeepCopyInto(out *FleetBindingSpec) {
 		*out = new(v1.Duration)
 		**out = **in
 	}
+	if in.FullResyncInterval != nil {
+		in, out := &in.FullResyncInterval, &out.FullResyncInterval
+		*out = new(v1.Duration)
+		**out = **in
+	}
 	if in.DeviceReserve != nil {
 		in, out := &in.DeviceReserve, &out.DeviceReserve
 		*out = make(corev1.ResourceList, len(*in))

@@ -24,6 +24,9 @@ const (
 	KeyReconnectTimeout   = "reconnectTimeout"
 	KeyStatusPollInterval = "statusPollInterval"
 	KeyDeployDeadline     = "deployDeadline"
+	// KeyFullResyncInterval is how often the whole device listing is read
+	// again (docs/polling.md).
+	KeyFullResyncInterval = "fullResyncInterval"
 )
 
 // Built-in defaults, used when neither the binding nor the ConfigMap says.
@@ -31,6 +34,10 @@ const (
 	DefaultReconnectTimeout   = 5 * time.Minute
 	DefaultStatusPollInterval = 5 * time.Second
 	DefaultDeployDeadline     = 10 * time.Minute
+	// DefaultFullResyncInterval is the Flightctl agent's default status
+	// period: a settled device reports nothing new more often than that,
+	// so a full listing more often mostly re-reads what is known.
+	DefaultFullResyncInterval = 60 * time.Second
 )
 
 // Minimums the ConfigMap values are held to, matching the CRD's validation.
@@ -38,6 +45,7 @@ const (
 	MinReconnectTimeout   = 10 * time.Second
 	MinStatusPollInterval = time.Second
 	MinDeployDeadline     = 5 * time.Second
+	MinFullResyncInterval = 10 * time.Second
 )
 
 // Defaults are the manager-wide values read from the ConfigMap.
@@ -45,6 +53,7 @@ type Defaults struct {
 	ReconnectTimeout   time.Duration
 	StatusPollInterval time.Duration
 	DeployDeadline     time.Duration
+	FullResyncInterval time.Duration
 }
 
 // Effective are the values a binding runs with.
@@ -52,11 +61,15 @@ type Effective struct {
 	ReconnectTimeout   time.Duration
 	StatusPollInterval time.Duration
 	DeployDeadline     time.Duration
+	// FullResyncInterval is how often every device is listed; between
+	// resyncs only hot devices, events and unhealthy devices are read.
+	FullResyncInterval time.Duration
 }
 
 // Builtin returns the defaults used without a ConfigMap.
 func Builtin() Defaults {
-	return Defaults{ReconnectTimeout: DefaultReconnectTimeout, StatusPollInterval: DefaultStatusPollInterval, DeployDeadline: DefaultDeployDeadline}
+	return Defaults{ReconnectTimeout: DefaultReconnectTimeout, StatusPollInterval: DefaultStatusPollInterval, DeployDeadline: DefaultDeployDeadline,
+		FullResyncInterval: DefaultFullResyncInterval}
 }
 
 // Load reads the ConfigMap from namespace. A missing ConfigMap gives the
@@ -100,6 +113,7 @@ func Parse(data map[string]string) (Defaults, error) {
 	set(KeyReconnectTimeout, MinReconnectTimeout, &d.ReconnectTimeout)
 	set(KeyStatusPollInterval, MinStatusPollInterval, &d.StatusPollInterval)
 	set(KeyDeployDeadline, MinDeployDeadline, &d.DeployDeadline)
+	set(KeyFullResyncInterval, MinFullResyncInterval, &d.FullResyncInterval)
 	return d, firstErr
 }
 
@@ -114,6 +128,9 @@ func For(b *vkv1.FleetBinding, d Defaults) Effective {
 	}
 	if b.Spec.DeployDeadline != nil {
 		e.DeployDeadline = b.Spec.DeployDeadline.Duration
+	}
+	if b.Spec.FullResyncInterval != nil {
+		e.FullResyncInterval = b.Spec.FullResyncInterval.Duration
 	}
 	return e
 }

@@ -19,13 +19,17 @@ func TestParse(t *testing.T) {
 	}{
 		{name: "empty gives built-in defaults", data: nil, want: Builtin()},
 		{name: "values", data: map[string]string{KeyReconnectTimeout: "30s", KeyStatusPollInterval: "2s"},
-			want: Defaults{ReconnectTimeout: 30 * time.Second, StatusPollInterval: 2 * time.Second, DeployDeadline: DefaultDeployDeadline}},
+			want: Defaults{ReconnectTimeout: 30 * time.Second, StatusPollInterval: 2 * time.Second, DeployDeadline: DefaultDeployDeadline, FullResyncInterval: DefaultFullResyncInterval}},
 		{name: "deploy deadline", data: map[string]string{KeyDeployDeadline: "90s"},
-			want: Defaults{ReconnectTimeout: DefaultReconnectTimeout, StatusPollInterval: DefaultStatusPollInterval, DeployDeadline: 90 * time.Second}},
+			want: Defaults{ReconnectTimeout: DefaultReconnectTimeout, StatusPollInterval: DefaultStatusPollInterval, DeployDeadline: 90 * time.Second, FullResyncInterval: DefaultFullResyncInterval}},
 		{name: "deploy deadline below minimum", data: map[string]string{KeyDeployDeadline: "1s"},
 			want: Builtin(), wantErr: "below the minimum 5s"},
 		{name: "malformed value keeps the others", data: map[string]string{KeyReconnectTimeout: "five minutes", KeyStatusPollInterval: "3s"},
-			want: Defaults{ReconnectTimeout: DefaultReconnectTimeout, StatusPollInterval: 3 * time.Second, DeployDeadline: DefaultDeployDeadline}, wantErr: "is not a duration"},
+			want: Defaults{ReconnectTimeout: DefaultReconnectTimeout, StatusPollInterval: 3 * time.Second, DeployDeadline: DefaultDeployDeadline, FullResyncInterval: DefaultFullResyncInterval}, wantErr: "is not a duration"},
+		{name: "full resync interval", data: map[string]string{KeyFullResyncInterval: "2m"},
+			want: Defaults{ReconnectTimeout: DefaultReconnectTimeout, StatusPollInterval: DefaultStatusPollInterval, DeployDeadline: DefaultDeployDeadline, FullResyncInterval: 2 * time.Minute}},
+		{name: "full resync interval below minimum", data: map[string]string{KeyFullResyncInterval: "5s"},
+			want: Builtin(), wantErr: "below the minimum 10s"},
 		{name: "below minimum", data: map[string]string{KeyReconnectTimeout: "1s"},
 			want: Builtin(), wantErr: "below the minimum 10s"},
 	}
@@ -54,7 +58,9 @@ func TestForPrefersTheBinding(t *testing.T) {
 	b.Spec.ReconnectTimeout = &metav1.Duration{Duration: 15 * time.Second}
 	b.Spec.StatusPollInterval = &metav1.Duration{Duration: time.Second}
 	b.Spec.DeployDeadline = &metav1.Duration{Duration: 30 * time.Second}
-	if got := For(b, d); got.ReconnectTimeout != 15*time.Second || got.StatusPollInterval != time.Second || got.DeployDeadline != 30*time.Second {
+	b.Spec.FullResyncInterval = &metav1.Duration{Duration: 20 * time.Second}
+	if got := For(b, d); got.ReconnectTimeout != 15*time.Second || got.StatusPollInterval != time.Second || got.DeployDeadline != 30*time.Second ||
+		got.FullResyncInterval != 20*time.Second {
 		t.Fatalf("For() with overrides = %+v", got)
 	}
 }

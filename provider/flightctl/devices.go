@@ -32,6 +32,10 @@ type ListOptions struct {
 	Limit int
 	// Continue resumes after the page whose metadata.continue it is.
 	Continue string
+	// Order is "asc" or "desc" (events only; the server's default is
+	// newest first). A poller reading events since a checkpoint asks for
+	// "asc" so paging follows time.
+	Order string
 }
 
 func (o ListOptions) query() url.Values {
@@ -47,6 +51,9 @@ func (o ListOptions) query() url.Values {
 	}
 	if o.Continue != "" {
 		q.Set("continue", o.Continue)
+	}
+	if o.Order != "" {
+		q.Set("order", o.Order)
 	}
 	return q
 }

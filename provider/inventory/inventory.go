@@ -246,21 +246,39 @@ const ReasonClaimedByOtherBinding = "ClaimedByOtherBinding"
 // the FleetBinding that uses it): they are counted in Total and listed as
 // unusable, never placed on.
 func BuildExcluding(devs []flightctl.Device, o Options, now time.Time, claimed map[string]string) *Fleet {
-	if len(claimed) == 0 {
-		return Build(devs, o, now)
-	}
-	kept := make([]flightctl.Device, 0, len(devs))
-	var excluded []vkv1.UnusableDevice
+	conv := make([]Device, 0, len(devs))
 	for i := range devs {
-		name := devs[i].Metadata.Name
-		if by, ok := claimed[name]; ok {
-			excluded = append(excluded, vkv1.UnusableDevice{Name: name, Reason: ReasonClaimedByOtherBinding, Message: fmt.Sprintf(
-				"device %s is already used by FleetBinding %s; make the bindings' device selectors disjoint", name, by)})
-			continue
-		}
-		kept = append(kept, devs[i])
+		conv = append(conv, FromDevice(&devs[i], o))
 	}
-	f := Build(kept, o, now)
+	return Assemble(conv, now, claimed)
+}
+
+// Build converts a full listing. Devices owned by a Flightctl fleet are
+// counted and listed as unusable: Flightctl refuses per-device spec changes
+// on them, so placing pods there could never work.
+func Build(devs []flightctl.Device, o Options, now time.Time) *Fleet {
+	return BuildExcluding(devs, o, now, nil)
+}
+
+// Assemble builds a Fleet from devices already converted by FromDevice
+// (a poller that keeps devices between listings converts each once),
+// leaving out the claimed ones as BuildExcluding does. It takes ownership
+// of devs.
+func Assemble(devs []Device, now time.Time, claimed map[string]string) *Fleet {
+	var excluded []vkv1.UnusableDevice
+	if len(claimed) > 0 {
+		kept := devs[:0]
+		for _, d := range devs {
+			if by, ok := claimed[d.Name]; ok {
+				excluded = append(excluded, vkv1.UnusableDevice{Name: d.Name, Reason: ReasonClaimedByOtherBinding, Message: fmt.Sprintf(
+					"device %s is already used by FleetBinding %s; make the bindings' device selectors disjoint", d.Name, by)})
+				continue
+			}
+			kept = append(kept, d)
+		}
+		devs = kept
+	}
+	f := assemble(devs, now)
 	f.Summary.Total += int32(len(excluded))
 	sort.Slice(excluded, func(i, j int) bool { return excluded[i].Name < excluded[j].Name })
 	for _, u := range excluded {
@@ -272,17 +290,12 @@ func BuildExcluding(devs []flightctl.Device, o Options, now time.Time, claimed m
 	return f
 }
 
-// Build converts a full listing. Devices owned by a Flightctl fleet are
-// counted and listed as unusable: Flightctl refuses per-device spec changes
-// on them, so placing pods there could never work.
-func Build(devs []flightctl.Device, o Options, now time.Time) *Fleet {
+// assemble sorts devs and sums them into a Fleet.
+func assemble(devs []Device, now time.Time) *Fleet {
 	f := &Fleet{
-		Devices:  make([]Device, 0, len(devs)),
+		Devices:  devs,
 		ListedAt: now,
 		byName:   make(map[string]int, len(devs)),
-	}
-	for i := range devs {
-		f.Devices = append(f.Devices, FromDevice(&devs[i], o))
 	}
 	sort.Slice(f.Devices, func(i, j int) bool { return f.Devices[i].Name < f.Devices[j].Name })
 	for i := range f.Devices {

@@ -66,6 +66,13 @@ func (r *reconnector) since() map[string]time.Time {
 	return out
 }
 
+// tracking says whether any reconnection timer runs.
+func (r *reconnector) tracking() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.devices) > 0
+}
+
 // persisted is the timers as FleetBinding status, sorted by device.
 func (r *reconnector) persisted() []vkv1.DisconnectedDevice {
 	r.mu.Lock()

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
 
 	"github.com/vk-flightctl/vk-flightctl/internal/settings"
 )
@@ -65,10 +66,13 @@ func (l *statusLoop) run(ctx context.Context) {
 }
 
 // syncOnce is one status poll: devices, node, timers, pods, retries,
-// orphans.
+// orphans. Its work follows what changed: pod statuses are mapped again
+// only on devices that changed and for pods not settled, and the
+// reconnection timers are walked only when a device changed or a timer
+// runs.
 func (l *statusLoop) syncOnce(ctx context.Context) {
 	start := time.Now()
-	err := l.poller.poll(ctx)
+	err := l.poller.poll(ctx, hotPodDevices(l.store))
 	l.node.push()
 	if err != nil {
 		// Pods keep their last known status while Flightctl is away.
@@ -76,17 +80,20 @@ func (l *statusLoop) syncOnce(ctx context.Context) {
 		return
 	}
 	fleet := l.poller.current()
-	podsOn := podsByDevice(l.store)
-	t := l.reconnector.track(ctx, fleet, podsOn, l.sweeper.expected())
-	if t.any() {
-		l.trigger()
-	}
-	l.mapper.update()
-	for _, name := range t.reconnected {
-		for _, p := range podsOn[name] {
-			l.log.Info("Workload status synchronized", "pod", podKey(p.Namespace, p.Name), "device", name)
+	changed, all := l.poller.takeChanged()
+	if all || len(changed) > 0 || l.reconnector.tracking() {
+		podsOn := podsByDevice(l.store)
+		t := l.reconnector.track(ctx, fleet, podsOn, l.sweeper.expected())
+		if t.any() {
+			l.trigger()
+		}
+		for _, name := range t.reconnected {
+			for _, p := range podsOn[name] {
+				l.log.Info("Workload status synchronized", "pod", podKey(p.Namespace, p.Name), "device", name)
+			}
 		}
 	}
+	l.mapper.update(changed, all)
 	l.remover.retry(ctx)
 	l.deployer.retry(ctx)
 	l.fleetWide.sync(ctx)
@@ -97,4 +104,37 @@ func (l *statusLoop) syncOnce(ctx context.Context) {
 	}
 	recordGauges(l.fleet, fleet, l.store)
 	statusLoopDuration.WithLabelValues(l.fleet).Observe(time.Since(start).Seconds())
+}
+
+// hotPodDevices are the devices whose pods are not settled: not yet
+// Running and Ready (or finished), terminating, or with a removal owed.
+// Their devices are read by name at every poll, so a pod's start or stop
+// shows within one poll, whatever the full resync period.
+func hotPodDevices(s *podStore) map[string]bool {
+	out := map[string]bool{}
+	s.each(func(st *podState) {
+		if st.device == "" || out[st.device] {
+			return
+		}
+		if !podSettled(st.status) || st.pod.DeletionTimestamp != nil || st.removalOwed || st.owed {
+			out[st.device] = true
+		}
+	})
+	return out
+}
+
+// podSettled says a status will only change when its device does:
+// Running and Ready, or finished.
+func podSettled(s corev1.PodStatus) bool {
+	switch s.Phase {
+	case corev1.PodSucceeded, corev1.PodFailed:
+		return true
+	case corev1.PodRunning:
+		for _, c := range s.Conditions {
+			if c.Type == corev1.PodReady {
+				return c.Status == corev1.ConditionTrue
+			}
+		}
+	}
+	return false
 }

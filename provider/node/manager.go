@@ -226,7 +226,8 @@ func (m *Manager) trigger(b *vkv1.FleetBinding) {
 func (m *Manager) newRuntime(req nodeapi.Request) *Runtime {
 	b := req.Binding.DeepCopy()
 	c := req.Connection.Client
-	writer := devicewriter.New(c, translate.IsOwnedAppName, m.log.WithName("devicewriter").WithValues("fleet", b.Spec.Fleet))
+	marks := newHotMarks(hotHold(req.Settings), m.opts.Now)
+	writer := devicewriter.New(markingClient{Client: c, hot: marks}, translate.IsOwnedAppName, m.log.WithName("devicewriter").WithValues("fleet", b.Spec.Fleet))
 	return newRuntime(runtimeConfig{
 		binding:  b,
 		settings: req.Settings,
@@ -246,13 +247,14 @@ func (m *Manager) newRuntime(req nodeapi.Request) *Runtime {
 		claimedElsewhere: func() map[string]string {
 			return m.nodes.claimedByOlder(b)
 		},
+		marks: marks,
 	})
 }
 
 // fingerprint changes when anything that needs a node restart changes.
 func fingerprint(req nodeapi.Request) string {
 	b := req.Binding
-	return fmt.Sprintf("%d/%s/%s/%s/%s", b.Generation, req.Connection.Fingerprint, req.Settings.ReconnectTimeout, req.Settings.StatusPollInterval, req.Settings.DeployDeadline)
+	return fmt.Sprintf("%d/%s/%s/%s/%s/%s", b.Generation, req.Connection.Fingerprint, req.Settings.ReconnectTimeout, req.Settings.StatusPollInterval, req.Settings.DeployDeadline, req.Settings.FullResyncInterval)
 }
 
 // RBAC the virtual nodes need: their pods (placement annotation, status,

@@ -42,6 +42,14 @@ var (
 		Name: "vk_flightctl_pods_write_pending",
 		Help: "Pods whose latest change has not reached Flightctl yet (retried after each successful poll).",
 	}, []string{"fleet"})
+	devicePolls = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "vk_flightctl_device_polls_total",
+		Help: "Reads of a binding's devices by kind: full (every device), hot (devices read by name), events (device events since the checkpoint), unhealthy (devices whose summaries are not healthy).",
+	}, []string{"fleet", "kind"})
+	hotDevices = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "vk_flightctl_hot_devices",
+		Help: "Devices a binding read by name at its last poll between full listings (a write in flight, a pod not settled, a status not settled, a recent event).",
+	}, []string{"fleet"})
 	orphansRemoved = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "vk_flightctl_orphaned_workloads_removed_total",
 		Help: "Applications removed from devices because their pod was gone.",
@@ -49,7 +57,7 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(statusLoopDuration, placementsTotal, placementFailures, disconnectsTotal, deployFailures, owedPodsGauge, orphansRemoved, devicesGauge, podsGauge)
+	metrics.Registry.MustRegister(statusLoopDuration, placementsTotal, placementFailures, disconnectsTotal, deployFailures, owedPodsGauge, orphansRemoved, devicesGauge, podsGauge, devicePolls, hotDevices)
 }
 
 // podPhases are reported even at zero so dashboards and alerts see them.
@@ -79,4 +87,6 @@ func forgetGauges(fleet string) {
 	devicesGauge.DeletePartialMatch(prometheus.Labels{"fleet": fleet})
 	podsGauge.DeletePartialMatch(prometheus.Labels{"fleet": fleet})
 	owedPodsGauge.DeletePartialMatch(prometheus.Labels{"fleet": fleet})
+	hotDevices.DeletePartialMatch(prometheus.Labels{"fleet": fleet})
+	devicePolls.DeletePartialMatch(prometheus.Labels{"fleet": fleet})
 }

@@ -37,21 +37,30 @@ type orphanSweeper struct {
 	// another binding owns on a shared device.
 	expectedElsewhere func() map[string]map[string]bool
 	lastSweep         time.Time
+	// swept is the inventory version the last sweep saw; with nothing
+	// listed again since, the devices' applications are what that sweep
+	// already checked.
+	swept uint64
 }
 
-// sweepIfDue sweeps when the last sweep is orphanSweepEvery old.
+// sweepIfDue sweeps when the last sweep is orphanSweepEvery old and the
+// inventory changed or was listed in full since.
 func (o *orphanSweeper) sweepIfDue(ctx context.Context) {
-	if time.Since(o.lastSweep) < orphanSweepEvery {
+	v := o.poller.inventoryVersion()
+	if time.Since(o.lastSweep) < orphanSweepEvery || (v == o.swept && !o.lastSweep.IsZero()) {
 		return
 	}
-	o.sweep(ctx)
+	if o.sweep(ctx) {
+		o.swept = v
+	}
 	o.lastSweep = time.Now()
 }
 
-func (o *orphanSweeper) sweep(ctx context.Context) {
+// sweep removes orphans; false when the pods are not known yet.
+func (o *orphanSweeper) sweep(ctx context.Context) bool {
 	expected := o.expected()
 	if expected == nil {
-		return
+		return false
 	}
 	if o.expectedElsewhere != nil {
 		for dev, apps := range o.expectedElsewhere() {
@@ -76,6 +85,7 @@ func (o *orphanSweeper) sweep(ctx context.Context) {
 			orphansRemoved.WithLabelValues(o.fleet).Inc()
 		}
 	}
+	return true
 }
 
 // expected is every application this node should have, by device: the

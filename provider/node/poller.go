@@ -2,72 +2,376 @@ package node
 
 import (
 	"context"
+	"maps"
+	"sort"
+	"strings"
 	"sync"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/equality"
+
 	vkv1 "github.com/vk-flightctl/vk-flightctl/api/v1alpha1"
+	"github.com/vk-flightctl/vk-flightctl/internal/settings"
 	"github.com/vk-flightctl/vk-flightctl/provider/devicewriter"
 	"github.com/vk-flightctl/vk-flightctl/provider/flightctl"
 	"github.com/vk-flightctl/vk-flightctl/provider/inventory"
 	"github.com/vk-flightctl/vk-flightctl/provider/nodeapi"
 )
 
+// namesPerHotList bounds the metadata.name set of one hot listing, so the
+// request line stays a few kilobytes whatever the number of hot devices.
+const namesPerHotList = 100
+
+// Poll kinds, the values of vk_flightctl_device_polls_total's kind label.
+const (
+	pollFull      = "full"
+	pollHot       = "hot"
+	pollEvents    = "events"
+	pollUnhealthy = "unhealthy"
+)
+
 // flightctlClient is what a node needs from Flightctl.
 type flightctlClient interface {
 	devicewriter.Client
 	ListAllDevices(ctx context.Context, opts flightctl.ListOptions) ([]flightctl.Device, error)
+	ForEachDevice(ctx context.Context, opts flightctl.ListOptions, fn func(*flightctl.Device) error) error
+	eventLister
 }
 
-// poller lists the binding's devices and keeps the latest inventory. It
-// owns the inventory, the last listing error and their lock; everything
-// else reads the inventory through current.
+// cachedDevice is one device as last read.
+type cachedDevice struct {
+	dev inventory.Device
+	// settled: the device reported nothing in progress (see settled);
+	// an unsettled device is read by name at every poll.
+	settled bool
+}
+
+// pollTiming is how often each kind of read runs.
+type pollTiming struct {
+	// resync is the full listing's period.
+	resync time.Duration
+	// unhealthy is the period of the listing of devices whose summaries
+	// are not healthy: the backstop for an event the cursor missed.
+	unhealthy time.Duration
+	// slack is half a status poll interval.
+	slack time.Duration
+}
+
+// timingFor derives the periods from the binding's settings: the
+// unhealthy listing runs four times per resync, never more often than
+// the status poll.
+func timingFor(s settings.Effective) pollTiming {
+	interval := s.StatusPollInterval
+	if interval <= 0 {
+		interval = settings.DefaultStatusPollInterval
+	}
+	resync := s.FullResyncInterval
+	if resync <= 0 {
+		resync = settings.DefaultFullResyncInterval
+	}
+	resync = max(resync, interval)
+	return pollTiming{resync: resync, unhealthy: min(resync, max(resync/4, interval)), slack: interval / 2}
+}
+
+// poller keeps the binding's devices known at a cost that follows what
+// changes: every poll reads by name only the hot devices (a write in
+// flight, a pod not settled, a status not settled, a recent event) and
+// the device events since its checkpoint; devices with unhealthy
+// summaries are listed at a middle period; everything is listed at the
+// resync period, at start, after an error and when events may have been
+// missed (docs/polling.md). It owns the device cache (touched by poll
+// only, which one goroutine calls at a time), and the inventory built from
+// it with its lock; everything else reads the inventory through current.
 type poller struct {
 	flight  flightctlClient
 	binding *vkv1.FleetBinding
 	invOpts inventory.Options
 	now     func() time.Time
+	timing  pollTiming
 	// claimedElsewhere returns devices older bindings of this manager
 	// already use, with the binding's name; this binding leaves them alone.
 	claimedElsewhere func() map[string]string
 	// kick asks the status loop to poll now (after a write).
 	kick chan struct{}
+	// marks are devices written to or named by events lately.
+	marks *hotMarks
+
+	// Touched by poll only.
+	cache         map[string]cachedDevice
+	cursor        eventCursor
+	claimed       map[string]string
+	lastFull      time.Time
+	lastUnhealthy time.Time
+	needFull      bool
 
 	mu    sync.Mutex
 	fleet *inventory.Fleet
-	// listedFrom is when the listing behind fleet started: writes that
-	// finished before it show in fleet.
+	// listedFrom is when the last full listing started: writes that
+	// finished before it show in fleet (devices read since are newer).
 	listedFrom time.Time
 	err        error
+	// changed are the devices whose entry changed since the status mapper
+	// last took them; allChanged stands for every device.
+	changed    map[string]bool
+	allChanged bool
+	// version counts inventory rebuilds and full listings.
+	version uint64
 }
 
-func newPoller(flight flightctlClient, b *vkv1.FleetBinding, now func() time.Time, claimedElsewhere func() map[string]string) *poller {
+func newPoller(flight flightctlClient, b *vkv1.FleetBinding, now func() time.Time, claimedElsewhere func() map[string]string, timing pollTiming, marks *hotMarks) *poller {
+	if marks == nil {
+		marks = newHotMarks(0, now)
+	}
 	return &poller{
-		flight: flight, binding: b, invOpts: inventory.OptionsFor(b), now: now,
-		claimedElsewhere: claimedElsewhere, kick: make(chan struct{}, 1),
+		flight: flight, binding: b, invOpts: inventory.OptionsFor(b), now: now, timing: timing,
+		claimedElsewhere: claimedElsewhere, kick: make(chan struct{}, 1), marks: marks,
+		cursor: eventCursor{events: flight}, allChanged: true,
 	}
 }
 
-// poll lists the binding's devices page by page.
-func (p *poller) poll(ctx context.Context) error {
+// poll reads what may have changed: everything when a full listing is
+// due, else events, unhealthy devices when due, and the hot devices,
+// which are podHot (devices whose pods are not settled) plus the marked
+// and unsettled ones.
+func (p *poller) poll(ctx context.Context, podHot map[string]bool) error {
 	started := time.Now()
-	devs, err := p.flight.ListAllDevices(ctx, nodeapi.ListOptions(p.binding))
+	if p.fullDue(started) {
+		return p.pollFull(ctx, started)
+	}
+	named, err := p.cursor.read(ctx)
+	devicePolls.WithLabelValues(p.binding.Spec.Fleet, pollEvents).Inc()
 	if err != nil {
-		p.mu.Lock()
-		p.err = err
-		p.mu.Unlock()
+		// Events may have been missed: only a full listing is sure.
+		return p.pollFull(ctx, started)
+	}
+	for name := range named {
+		p.marks.mark(name)
+	}
+	changed := map[string]bool{}
+	read := map[string]bool{}
+	if started.Sub(p.lastUnhealthy) >= p.timing.unhealthy-p.timing.slack {
+		if err := p.pollUnhealthy(ctx, changed, read); err != nil {
+			return p.failed(err)
+		}
+		p.lastUnhealthy = started
+	}
+	hot := p.hotNames(podHot, read)
+	hotDevices.WithLabelValues(p.binding.Spec.Fleet).Set(float64(len(hot)))
+	if 2*len(hot) > len(p.cache) {
+		// Reading most devices by name costs more than listing them.
+		return p.pollFull(ctx, started)
+	}
+	for len(hot) > 0 {
+		chunk := hot[:min(len(hot), namesPerHotList)]
+		hot = hot[len(chunk):]
+		if err := p.pollNames(ctx, chunk, changed); err != nil {
+			return p.failed(err)
+		}
+	}
+	p.publish(changed, false)
+	return nil
+}
+
+// fullDue says whether this poll must list every device.
+func (p *poller) fullDue(now time.Time) bool {
+	// A Flightctl Fleet's template write changes all its devices at once.
+	// Polls come on the status loop's ticks: half a tick of slack keeps
+	// the period at the resync interval rather than one tick more.
+	return p.cache == nil || p.needFull || p.binding.Spec.FlightctlFleet != "" ||
+		now.Sub(p.lastFull) >= p.timing.resync-p.timing.slack
+}
+
+// pollFull lists every device, replacing the cache. The event checkpoint
+// is taken first, so an event recorded during the listing is read again
+// rather than lost.
+func (p *poller) pollFull(ctx context.Context, started time.Time) error {
+	devicePolls.WithLabelValues(p.binding.Spec.Fleet, pollFull).Inc()
+	primeErr := p.cursor.prime(ctx)
+	fresh := make(map[string]cachedDevice, len(p.cache))
+	changed := map[string]bool{}
+	err := p.flight.ForEachDevice(ctx, nodeapi.ListOptions(p.binding), func(d *flightctl.Device) error {
+		p.put(fresh, d, changed)
+		return nil
+	})
+	if err != nil {
+		return p.failed(err)
+	}
+	for name := range p.cache {
+		if _, ok := fresh[name]; !ok {
+			changed[name] = true
+		}
+	}
+	first := p.cache == nil
+	p.cache = fresh
+	p.lastFull, p.lastUnhealthy = started, started
+	// Without a checkpoint the next poll lists everything again.
+	p.needFull = primeErr != nil
+	p.mu.Lock()
+	p.listedFrom = started
+	p.version++
+	p.mu.Unlock()
+	p.publish(changed, first)
+	return nil
+}
+
+// pollUnhealthy lists the devices whose device or applications summary
+// is not healthy (two calls: field selectors are ANDed).
+func (p *poller) pollUnhealthy(ctx context.Context, changed, read map[string]bool) error {
+	devicePolls.WithLabelValues(p.binding.Spec.Fleet, pollUnhealthy).Inc()
+	for _, sel := range []string{
+		"status.summary.status!=" + flightctl.DeviceSummaryOnline,
+		"status.applicationsSummary.status in (" + flightctl.ApplicationsSummaryDegraded + "," + flightctl.ApplicationsSummaryError + ")",
+	} {
+		opts := nodeapi.ListOptions(p.binding)
+		opts.FieldSelector = joinSelectors(opts.FieldSelector, sel)
+		err := p.flight.ForEachDevice(ctx, opts, func(d *flightctl.Device) error {
+			p.put(p.cache, d, changed)
+			read[d.Metadata.Name] = true
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// pollNames reads the named devices; one the listing no longer returns
+// was deleted or left the selector.
+func (p *poller) pollNames(ctx context.Context, names []string, changed map[string]bool) error {
+	devicePolls.WithLabelValues(p.binding.Spec.Fleet, pollHot).Inc()
+	opts := nodeapi.ListOptions(p.binding)
+	opts.FieldSelector = joinSelectors(opts.FieldSelector, "metadata.name in ("+strings.Join(names, ",")+")")
+	seen := make(map[string]bool, len(names))
+	err := p.flight.ForEachDevice(ctx, opts, func(d *flightctl.Device) error {
+		p.put(p.cache, d, changed)
+		seen[d.Metadata.Name] = true
+		return nil
+	})
+	if err != nil {
 		return err
 	}
+	for _, name := range names {
+		if _, cached := p.cache[name]; cached && !seen[name] {
+			delete(p.cache, name)
+			changed[name] = true
+		}
+	}
+	return nil
+}
+
+// put converts d into cache, noting it in changed when it differs from
+// what was known.
+func (p *poller) put(cache map[string]cachedDevice, d *flightctl.Device, changed map[string]bool) {
+	next := cachedDevice{dev: inventory.FromDevice(d, p.invOpts), settled: settled(d)}
+	name := d.Metadata.Name
+	if prev, ok := p.cache[name]; !ok || prev.settled != next.settled || !equality.Semantic.DeepEqual(prev.dev, next.dev) {
+		changed[name] = true
+	}
+	cache[name] = next
+}
+
+// settled says the device reports nothing in progress: online, its
+// applications healthy (or none), up to date, running the newest rendered
+// version. Anything else may change without an event naming the
+// application, so the device is read by name until it settles.
+func settled(d *flightctl.Device) bool {
+	if d.Status == nil {
+		return false
+	}
+	st := d.Status
+	if st.Summary.Status != flightctl.DeviceSummaryOnline || st.Updated.Status != flightctl.DeviceUpdatedUpToDate {
+		return false
+	}
+	if a := st.ApplicationsSummary.Status; a != flightctl.ApplicationsSummaryHealthy && a != flightctl.ApplicationsSummaryNoApplications {
+		return false
+	}
+	return d.Metadata.Annotations[flightctl.AnnotationRenderedVersion] == "" ||
+		d.Metadata.Annotations[flightctl.AnnotationRenderedVersion] == st.Config.RenderedVersion
+}
+
+// hotNames are the devices to read by name this poll, sorted, leaving
+// out those already read.
+func (p *poller) hotNames(podHot, read map[string]bool) []string {
+	set := map[string]bool{}
+	for name := range podHot {
+		set[name] = true
+	}
+	for _, name := range p.marks.active() {
+		set[name] = true
+	}
+	for name, c := range p.cache {
+		if !c.settled {
+			set[name] = true
+		}
+	}
+	out := make([]string, 0, len(set))
+	for name := range set {
+		if !read[name] {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// failed records a read error; the next poll lists everything.
+func (p *poller) failed(err error) error {
+	p.needFull = true
+	p.mu.Lock()
+	p.err = err
+	p.mu.Unlock()
+	return err
+}
+
+// publish rebuilds the inventory when a device changed (or the devices
+// claimed by other bindings did) and hands the changes to the mapper.
+func (p *poller) publish(changed map[string]bool, all bool) {
 	var claimed map[string]string
 	if p.claimedElsewhere != nil {
 		claimed = p.claimedElsewhere()
 	}
-	fleet := inventory.BuildExcluding(devs, p.invOpts, p.now(), claimed)
+	claimedMoved := !maps.Equal(claimed, p.claimed)
+	p.claimed = claimed
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.err = nil
-	p.fleet = fleet
-	p.listedFrom = started
-	return nil
+	if len(changed) == 0 && !all && !claimedMoved && p.fleet != nil {
+		return
+	}
+	devs := make([]inventory.Device, 0, len(p.cache))
+	for _, c := range p.cache {
+		devs = append(devs, c.dev)
+	}
+	p.fleet = inventory.Assemble(devs, p.now(), claimed)
+	p.version++
+	if all || claimedMoved {
+		p.allChanged = true
+	}
+	if p.changed == nil {
+		p.changed = map[string]bool{}
+	}
+	for name := range changed {
+		p.changed[name] = true
+	}
+}
+
+// takeChanged returns the devices changed since the last call (all: every
+// device) and forgets them.
+func (p *poller) takeChanged() (changed map[string]bool, all bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	changed, all = p.changed, p.allChanged
+	p.changed, p.allChanged = nil, false
+	return changed, all
+}
+
+// inventoryVersion moves whenever the inventory was rebuilt or every
+// device was listed again.
+func (p *poller) inventoryVersion() uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.version
 }
 
 // current is the latest inventory (empty before the first listing).
@@ -81,7 +385,7 @@ func (p *poller) current() *inventory.Fleet {
 }
 
 // state is the latest inventory (nil before the first listing), when its
-// listing started, and the last listing's error.
+// last full listing started, and the last read's error.
 func (p *poller) state() (*inventory.Fleet, time.Time, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -104,4 +408,12 @@ func (p *poller) deviceNames() []string {
 		out = append(out, d.Name)
 	}
 	return out
+}
+
+// joinSelectors ANDs two field selectors.
+func joinSelectors(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + "," + b
 }

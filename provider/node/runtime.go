@@ -55,6 +55,8 @@ type runtimeConfig struct {
 	// claimedElsewhere returns devices older bindings of this manager
 	// already use, with the binding's name; this binding leaves them alone.
 	claimedElsewhere func() map[string]string
+	// marks are the devices the writer wrote lately (markingClient).
+	marks *hotMarks
 }
 
 // Runtime is one binding's virtual node. It is the adapter virtual-kubelet
@@ -98,7 +100,7 @@ func newRuntime(cfg runtimeConfig) *Runtime {
 		ledger:   placement.NewLedger(),
 		store:    newPodStore(),
 		kubePods: &kubePods{},
-		poller:   newPoller(cfg.flight, b, cfg.opts.Now, cfg.claimedElsewhere),
+		poller:   newPoller(cfg.flight, b, cfg.opts.Now, cfg.claimedElsewhere, timingFor(cfg.settings), cfg.marks),
 	}
 	rt.node = &nodeObject{name: rt.nodeName, binding: b, opts: cfg.opts, poller: rt.poller, kube: cfg.kube, log: cfg.log}
 	rt.reconnector = newReconnector(b.Status.DisconnectedDevices, cfg.settings.ReconnectTimeout)
@@ -155,7 +157,7 @@ func (rt *Runtime) Run(ctx context.Context) error {
 	log.Info("Provider starting", "selector", rt.cfg.binding.EffectiveDeviceSelector(), "flightctlFleet", rt.cfg.binding.Spec.FlightctlFleet)
 	// Poll once before registering so the node starts with real capacity;
 	// if Flightctl is down, start with what status last recorded.
-	if err := rt.poller.poll(ctx); err != nil {
+	if err := rt.poller.poll(ctx, nil); err != nil {
 		log.Error(err, "First device listing failed; registering the node with the last known capacity")
 	} else {
 		log.Info("Connected to Flightctl API", "devices", len(rt.poller.current().Devices))

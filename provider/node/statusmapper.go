@@ -29,8 +29,11 @@ type statusMapper struct {
 	deployDeadline time.Duration
 }
 
-// update maps every deployed pod's application status to a pod status.
-func (m *statusMapper) update() {
+// update maps deployed pods' application statuses to pod statuses: all
+// of them, or those on a changed device, on a device that is away, or not
+// settled (their deploy deadline runs). A settled pod on an unchanged
+// device would map to the same status.
+func (m *statusMapper) update(changed map[string]bool, all bool) {
 	fleet := m.poller.current()
 	away := m.reconnector.since()
 	now := m.now()
@@ -43,6 +46,9 @@ func (m *statusMapper) update() {
 	var changes []change
 	m.store.each(func(st *podState) {
 		if st.phase != phaseDeployed {
+			return
+		}
+		if _, isAway := away[st.device]; !all && !changed[st.device] && !isAway && podSettled(st.status) {
 			return
 		}
 		next := statusFor(st, fleet, away, now, m.deployDeadline)

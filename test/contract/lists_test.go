@@ -44,6 +44,12 @@ func testListDevicesSelectors(t *testing.T, tg Target) {
 		{name: "field metadata.owner", field: "metadata.owner=" + ownerRef, want: []string{c}},
 		{name: "field metadata.owner!= matches unowned devices", field: "metadata.owner!=" + ownerRef, want: []string{a, b}},
 		{name: "label and field together", label: "role notin (web)", field: "metadata.owner!=" + ownerRef, want: []string{b}},
+		// The poller's hot reads: a name set ANDed with the binding's
+		// owner selector, and the unhealthy-summary listings. Devices
+		// that never reported are Unknown on both.
+		{name: "field metadata.name set and owner together", field: fmt.Sprintf("metadata.owner!=%s,metadata.name in (%s,%s)", ownerRef, a, c), want: []string{a}},
+		{name: "field status.summary.status!=Online", field: "status.summary.status!=Online", want: []string{a, b, c}},
+		{name: "field status.applicationsSummary.status in set", field: "status.applicationsSummary.status in (Degraded,Error)", want: []string{}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -108,6 +114,14 @@ func testListInvalidQuery(t *testing.T, tg Target) {
 			_, err := c.ListFleets(f.ctx(), flightctl.FleetListOptions{ListOptions: flightctl.ListOptions{LabelSelector: sel, Limit: 1, Continue: "garbage"}})
 			return err
 		}, "failed to parse continue parameter"},
+		{"events: unknown order", flightctl.OpListEvents, func(c *flightctl.Client, f *fixture) error {
+			_, err := c.ListEvents(f.ctx(), flightctl.ListOptions{FieldSelector: "involvedObject.kind=Device", Order: "sideways"})
+			return err
+		}, `parameter "order" in query has an error`},
+		{"events: a date without a time", flightctl.OpListEvents, func(c *flightctl.Client, f *fixture) error {
+			_, err := c.ListEvents(f.ctx(), flightctl.ListOptions{FieldSelector: "metadata.creationTimestamp>=2026-12-02"})
+			return err
+		}, "failed to parse"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -560,6 +574,39 @@ func testListEvents(t *testing.T, tg Target) {
 		}
 		if n := c.Stats().Calls[flightctl.OpListEvents]; n != 2 {
 			t.Errorf("%d list calls, want 2 pages of 1", n)
+		}
+	})
+
+	t.Run("since a checkpoint, oldest first, paged", func(t *testing.T) {
+		// The poller's event read: involvedObject.kind=Device,
+		// metadata.creationTimestamp>=<newest seen>, order=asc.
+		if len(events) < 2 {
+			t.Fatalf("need 2 events, have %d", len(events))
+		}
+		checkpoint := *events[len(events)-2].Metadata.CreationTimestamp
+		sel := "involvedObject.kind=Device,involvedObject.name=" + name + ",metadata.creationTimestamp>=" + checkpoint.UTC().Format(time.RFC3339Nano)
+		var walked []flightctl.Event
+		err := f.c.ForEachEvent(f.at(t).ctx(), flightctl.ListOptions{FieldSelector: sel, Order: "asc", Limit: 1}, func(e *flightctl.Event) error {
+			walked = append(walked, *e)
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("ForEachEvent(%q, asc): %v", sel, err)
+		}
+		if len(walked) < 2 {
+			t.Fatalf("got %d events at or after the second oldest, want at least 2", len(walked))
+		}
+		for i, e := range walked {
+			if e.Metadata.CreationTimestamp.Before(checkpoint) {
+				t.Errorf("event %s at %s is before the checkpoint %s", e.Metadata.Name, e.Metadata.CreationTimestamp, checkpoint)
+			}
+			if i > 0 && e.Metadata.CreationTimestamp.Before(*walked[i-1].Metadata.CreationTimestamp) {
+				t.Errorf("event %d is older than event %d: order=asc must be oldest first", i, i-1)
+			}
+		}
+		own := events[len(events)-2].Metadata.Name
+		if !slices.ContainsFunc(walked, func(e flightctl.Event) bool { return e.Metadata.Name == own }) {
+			t.Errorf("the checkpoint's own event %s is missing: >= includes it", own)
 		}
 	})
 }

@@ -7,7 +7,8 @@ import (
 	"github.com/vk-flightctl/vk-flightctl/provider/flightctl"
 )
 
-// The events endpoint: newest first, with Flightctl's event field
+// The events endpoint: newest first (order=asc: oldest first, as a
+// poller reading since a checkpoint asks), with Flightctl's event field
 // selectors and a continue token holding the next event's timestamp and
 // name.
 
@@ -58,22 +59,43 @@ func (s *Sim) listEvents(w http.ResponseWriter, r *http.Request) {
 		writeStatus(w, http.StatusBadRequest, msg)
 		return
 	}
+	asc := false
+	switch q.Get("order") {
+	case "", "desc":
+	case "asc":
+		asc = true
+	default:
+		writeStatus(w, http.StatusBadRequest, `API Error: parameter "order" in query has an error: value is not one of the allowed values ["asc","desc"]`)
+		return
+	}
 	var items [][]byte
 	var meta flightctl.ListMeta
 	s.mu.RLock()
 	all := s.events.visible()
-	i := len(all) - 1
+	// Walk from the first event due (newest or, with asc, oldest) in the
+	// listing's direction.
+	i, step := len(all)-1, -1
+	if asc {
+		i, step = 0, 1
+	}
 	if !after.IsZero() {
 		i = s.events.indexBefore(all, after)
+		if asc {
+			// The token names the next event to return.
+			if i < 0 || !all[i].Metadata.CreationTimestamp.Equal(after) {
+				i++
+			}
+		}
 	}
-	for ; i >= 0 && len(items) < lp.limit; i-- {
+	in := func(i int) bool { return i >= 0 && i < len(all) }
+	for ; in(i) && len(items) < lp.limit; i += step {
 		if e := &all[i]; fs.matches(eventField(e)) {
 			items = append(items, mustMarshal(e))
 		}
 	}
 	var remaining int64
 	var next *flightctl.Event
-	for ; i >= 0; i-- {
+	for ; in(i); i += step {
 		if e := &all[i]; fs.matches(eventField(e)) {
 			if next == nil {
 				next = e

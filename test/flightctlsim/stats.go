@@ -26,6 +26,9 @@ type Stats struct {
 	InjectedConflicts int64 `json:"injectedConflicts"`
 	// DroppedRequests counts requests dropped by the Unreachable fault.
 	DroppedRequests int64 `json:"droppedRequests"`
+	// DevicesListed counts the devices device listings returned, which
+	// is what a listing costs the real server (per device, not per call).
+	DevicesListed int64 `json:"devicesListed"`
 }
 
 // statsState accumulates Stats.
@@ -65,6 +68,13 @@ func (st *statsState) request(op string, code int, in, out int64) {
 	}
 	st.s.BytesIn += in
 	st.s.BytesOut += out
+}
+
+// listed records the devices one listing returned.
+func (st *statsState) listed(n int) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.s.DevicesListed += int64(n)
 }
 
 // fault records an injected fault.

@@ -821,6 +821,7 @@ func (g *generator) podDefault(key string, def any) any {
 var configDocs = map[string]string{
 	"reconnectTimeout":   "How long pods on a disconnected device stay Unknown before they are deleted so their controllers recreate them (minimum 10s).",
 	"statusPollInterval": "How often device status is read from Flightctl (minimum 1s).",
+	"fullResyncInterval": "How often every device is listed again; between resyncs each poll reads only the devices that are changing, device events and unhealthy devices (minimum 10s; docs/polling.md).",
 	"deployDeadline":     "How long a pod's application may take to start on its device before its containers wait with reason DeployDeadlineExceeded (minimum 5s; the pod is not deleted).",
 }
 

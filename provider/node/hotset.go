@@ -1,0 +1,85 @@
+package node
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/vk-flightctl/vk-flightctl/internal/settings"
+	"github.com/vk-flightctl/vk-flightctl/provider/devicewriter"
+	"github.com/vk-flightctl/vk-flightctl/provider/flightctl"
+)
+
+// hotMarks are devices that must be read by name at every poll for a
+// while, whatever their last listing said: one was just written (its
+// re-render may not show yet), or a Flightctl event named it. It owns the
+// marks and their lock; the poller reads them, writers and the event
+// cursor add to them.
+type hotMarks struct {
+	hold time.Duration
+	now  func() time.Time
+
+	mu    sync.Mutex
+	until map[string]time.Time
+}
+
+func newHotMarks(hold time.Duration, now func() time.Time) *hotMarks {
+	if now == nil {
+		now = time.Now
+	}
+	return &hotMarks{hold: hold, now: now, until: map[string]time.Time{}}
+}
+
+// mark keeps device hot for the hold period from now.
+func (h *hotMarks) mark(device string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.until[device] = h.now().Add(h.hold)
+}
+
+// active returns the marked devices whose hold has not run out, dropping
+// the others.
+func (h *hotMarks) active() []string {
+	now := h.now()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]string, 0, len(h.until))
+	for name, until := range h.until {
+		if now.After(until) {
+			delete(h.until, name)
+			continue
+		}
+		out = append(out, name)
+	}
+	return out
+}
+
+// markingClient is the device writer's client: every device it writes
+// turns hot before and after the call, so the write in flight and the
+// re-render that follows it are read by name rather than waiting for a
+// full resync.
+type markingClient struct {
+	devicewriter.Client
+	hot *hotMarks
+}
+
+// ReplaceDevice writes the device and keeps it hot.
+func (c markingClient) ReplaceDevice(ctx context.Context, d *flightctl.Device) (*flightctl.Device, error) {
+	c.hot.mark(d.Metadata.Name)
+	out, err := c.Client.ReplaceDevice(ctx, d)
+	c.hot.mark(d.Metadata.Name)
+	return out, err
+}
+
+// hotHold is how long a written or event-named device stays hot: three
+// polls, and at least 10 s, which covers the server's re-render after a
+// write (~20-30 ms on v1.2) and an agent's reaction to it, after which the
+// device's own status (a newer rendered version, applications starting)
+// keeps it hot until it settles.
+func hotHold(s settings.Effective) time.Duration {
+	interval := s.StatusPollInterval
+	if interval <= 0 {
+		interval = settings.DefaultStatusPollInterval
+	}
+	return max(3*interval, 10*time.Second)
+}

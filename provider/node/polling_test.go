@@ -1,0 +1,137 @@
+package node_test
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	vkv1 "github.com/vk-flightctl/vk-flightctl/api/v1alpha1"
+	"github.com/vk-flightctl/vk-flightctl/provider/flightctl"
+	"github.com/vk-flightctl/vk-flightctl/test/flightctlsim"
+)
+
+// onDevice pins a pod to one device.
+func onDevice(name string) func(*corev1.Pod) {
+	return func(p *corev1.Pod) { p.Spec.NodeSelector = map[string]string{vkv1.LabelDeviceID: name} }
+}
+
+// fullListingBytes is what one full listing of the binding's devices
+// costs the simulator, read through the Flightctl API as the poller
+// reads it: the cost every poll had before hot and cold devices.
+func (f *fixture) fullListingBytes(ctx context.Context) (devices int, bytes int64) {
+	c, err := flightctl.New(flightctl.Config{Server: f.sim.URL(), Token: f.sim.Token()})
+	Expect(err).NotTo(HaveOccurred())
+	f.sim.ResetStats()
+	devs, err := c.ListAllDevices(ctx, flightctl.ListOptions{LabelSelector: f.binding.Spec.DeviceSelector})
+	Expect(err).NotTo(HaveOccurred())
+	return len(devs), f.sim.Stats().BytesOut
+}
+
+// bindingTotal is the device total the binding's status reports.
+func (f *fixture) bindingTotal(ctx context.Context) func() int32 {
+	return func() int32 {
+		var b vkv1.FleetBinding
+		if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(f.binding), &b); err != nil || b.Status.Devices == nil {
+			return -1
+		}
+		return b.Status.Devices.Total
+	}
+}
+
+// timeTo is how long cond took to hold, polling every 50 ms.
+func timeTo(cond func() bool, limit time.Duration) time.Duration {
+	start := time.Now()
+	Eventually(cond, limit, 50*time.Millisecond).Should(BeTrue())
+	return time.Since(start)
+}
+
+var _ = Describe("Hot and cold devices", func() {
+	ctx := context.Background()
+
+	It("reads no device between resyncs once everything settled, yet sees a new pod, a disconnection and a new device within a few polls", func() {
+		const devices = 100
+		cfg := &flightctlsim.Config{Generate: []flightctlsim.GenerateConfig{{
+			Prefix: "dev-", Count: devices, Labels: map[string]string{"fleet": "edge-fleet-1"},
+			CPU: 4, Memory: "8Gi", IPStart: "192.0.2.1"}}}
+		f := newFixture(ctx, flightctlsim.Options{Config: cfg}, func(b *vkv1.FleetBinding) {
+			// No resync inside the test: what it sees comes from hot
+			// reads and events.
+			b.Spec.FullResyncInterval = &metav1.Duration{Duration: time.Hour}
+		})
+		for i := 0; i < 10; i++ {
+			Expect(k8sClient.Create(ctx, f.pod(fmt.Sprintf("p-%d", i), "10m", "16Mi", onDevice(fmt.Sprintf("dev-%03d", i+1))))).To(Succeed())
+		}
+		for i := 0; i < 10; i++ {
+			Eventually(f.ready(ctx, fmt.Sprintf("p-%d", i)), 60*time.Second).Should(BeTrue())
+		}
+		n, fullBytes := f.fullListingBytes(ctx)
+		Expect(n).To(Equal(devices))
+		// A written device stays hot for 10 s (hotHold at a 1 s poll).
+		time.Sleep(11 * time.Second)
+
+		By("steady state: events only")
+		f.sim.ResetStats()
+		const window = 5 * time.Second
+		time.Sleep(window)
+		st := f.sim.Stats()
+		polls := float64(window) / float64(time.Second)
+		GinkgoWriter.Printf("steady, %d devices, 10 pods Running, %s: listDevices=%d devicesListed=%d listEvents=%d getDevice=%d bytes out=%d; one full listing is %d bytes, so a full listing per poll was %.0f bytes (%.0fx)\n",
+			devices, window, st.Requests["listDevices"], st.DevicesListed, st.Requests["listEvents"], st.Requests["getDevice"], st.BytesOut,
+			fullBytes, float64(fullBytes)*polls, float64(fullBytes)*polls/float64(max(st.BytesOut, 1)))
+		AddReportEntry("steady bytes per poll (100 devices)", float64(st.BytesOut)/polls)
+		AddReportEntry("full listing bytes (100 devices)", float64(fullBytes))
+		Expect(st.DevicesListed).To(BeZero(), "a settled fleet must not be listed between resyncs")
+		Expect(st.Requests["getDevice"]).To(BeZero(), "steady state must not read devices one by one")
+		Expect(st.Requests["replaceDevice"]).To(BeZero(), "steady state must not write")
+		Expect(st.Requests["listEvents"]).To(BeNumerically(">=", int64(polls)-2), "events are read every poll")
+		Expect(st.BytesOut*10).To(BeNumerically("<", int64(float64(fullBytes)*polls)), "steady state costs under a tenth of a full listing per poll")
+
+		By("a new pod on a cold device")
+		took := timeTo(func() bool {
+			if k8sClient.Get(ctx, client.ObjectKey{Namespace: f.ns, Name: "late"}, &corev1.Pod{}) != nil {
+				Expect(k8sClient.Create(ctx, f.pod("late", "10m", "16Mi", onDevice("dev-050")))).To(Succeed())
+			}
+			return f.ready(ctx, "late")()
+		}, 20*time.Second)
+		GinkgoWriter.Printf("new pod on a cold device Ready after %s\n", took.Round(time.Millisecond))
+		AddReportEntry("cold device: new pod Ready (s)", took.Seconds())
+		Expect(took).To(BeNumerically("<", 5*time.Second), "a write makes its device hot: about one poll, not a resync")
+
+		By("a settled device disconnecting")
+		Expect(f.sim.Disconnect("dev-003")).To(Succeed())
+		took = timeTo(func() bool { return f.phase(ctx, "p-2")() == corev1.PodUnknown }, 20*time.Second)
+		GinkgoWriter.Printf("disconnection of a settled device seen after %s\n", took.Round(time.Millisecond))
+		AddReportEntry("settled device disconnected: pod Unknown (s)", took.Seconds())
+		Expect(took).To(BeNumerically("<", 5*time.Second), "the DeviceDisconnected event makes the device hot")
+
+		By("a device added to Flightctl")
+		Expect(f.sim.AddDevice(flightctlsim.DeviceConfig{Name: "dev-new", Labels: map[string]string{"fleet": "edge-fleet-1"}, CPU: 4, Memory: "8Gi"})).To(Succeed())
+		took = timeTo(func() bool { return f.bindingTotal(ctx)() == devices+1 }, 30*time.Second)
+		GinkgoWriter.Printf("new device counted after %s\n", took.Round(time.Millisecond))
+		AddReportEntry("device added: counted (s)", took.Seconds())
+	})
+
+	It("lists every device again at the resync period", func() {
+		cfg := &flightctlsim.Config{Generate: []flightctlsim.GenerateConfig{{
+			Prefix: "dev-", Count: 20, Labels: map[string]string{"fleet": "edge-fleet-1"}, CPU: 4, Memory: "8Gi"}}}
+		f := newFixture(ctx, flightctlsim.Options{Config: cfg}, func(b *vkv1.FleetBinding) {
+			b.Spec.FullResyncInterval = &metav1.Duration{Duration: 10 * time.Second}
+		})
+		Eventually(f.bindingTotal(ctx), 20*time.Second).Should(BeEquivalentTo(20))
+		f.sim.ResetStats()
+		time.Sleep(22 * time.Second)
+		st := f.sim.Stats()
+		GinkgoWriter.Printf("22 s at a 10 s resync, 20 devices: listDevices=%d devicesListed=%d listEvents=%d\n",
+			st.Requests["listDevices"], st.DevicesListed, st.Requests["listEvents"])
+		// Two resyncs (20 devices each), plus the unhealthy listings,
+		// which find nothing in a healthy fleet.
+		Expect(st.DevicesListed).To(BeNumerically(">=", 40))
+		Expect(st.DevicesListed).To(BeNumerically("<=", 60))
+	})
+})
