@@ -117,21 +117,44 @@ var _ = Describe("Hot and cold devices", func() {
 		AddReportEntry("device added: counted (s)", took.Seconds())
 	})
 
-	It("lists every device again at the resync period", func() {
+	It("sees an application error on a settled device at the next poll, and a restart (no event) at the resync", func() {
 		cfg := &flightctlsim.Config{Generate: []flightctlsim.GenerateConfig{{
 			Prefix: "dev-", Count: 20, Labels: map[string]string{"fleet": "edge-fleet-1"}, CPU: 4, Memory: "8Gi"}}}
 		f := newFixture(ctx, flightctlsim.Options{Config: cfg}, func(b *vkv1.FleetBinding) {
 			b.Spec.FullResyncInterval = &metav1.Duration{Duration: 10 * time.Second}
 		})
-		Eventually(f.bindingTotal(ctx), 20*time.Second).Should(BeEquivalentTo(20))
+		Expect(k8sClient.Create(ctx, f.pod("fails", "10m", "16Mi", onDevice("dev-05")))).To(Succeed())
+		Expect(k8sClient.Create(ctx, f.pod("restarts", "10m", "16Mi", onDevice("dev-06")))).To(Succeed())
+		Eventually(f.ready(ctx, "fails"), 30*time.Second).Should(BeTrue())
+		Eventually(f.ready(ctx, "restarts"), 30*time.Second).Should(BeTrue())
+		// Past the write's hot period: both devices are cold.
+		time.Sleep(11 * time.Second)
+
+		Expect(f.sim.FailApplications("dev-05")).To(Succeed())
+		took := timeTo(func() bool { return !f.ready(ctx, "fails")() }, 20*time.Second)
+		GinkgoWriter.Printf("application Error on a settled device seen after %s\n", took.Round(time.Millisecond))
+		AddReportEntry("settled device: application Error seen (s)", took.Seconds())
+		Expect(took).To(BeNumerically("<", 5*time.Second), "DeviceApplicationError makes the device hot")
+
+		Expect(f.sim.RestartApplications("dev-06")).To(Succeed())
+		restarted := func() bool {
+			p := f.getPod(ctx, "restarts")
+			return p != nil && len(p.Status.ContainerStatuses) > 0 && p.Status.ContainerStatuses[0].RestartCount > 0
+		}
+		took = timeTo(restarted, 20*time.Second)
+		GinkgoWriter.Printf("restart on a settled device (no event) seen after %s (resync 10s)\n", took.Round(time.Millisecond))
+		AddReportEntry("settled device: restart seen (s)", took.Seconds())
+		Expect(took).To(BeNumerically("<=", 12*time.Second), "the full resync finds what no event announces")
+
+		By("one full listing per resync period")
 		f.sim.ResetStats()
-		time.Sleep(22 * time.Second)
+		time.Sleep(11 * time.Second)
 		st := f.sim.Stats()
-		GinkgoWriter.Printf("22 s at a 10 s resync, 20 devices: listDevices=%d devicesListed=%d listEvents=%d\n",
+		GinkgoWriter.Printf("11 s at a 10 s resync, 20 devices (dev-05 hot: its application failed): listDevices=%d devicesListed=%d listEvents=%d\n",
 			st.Requests["listDevices"], st.DevicesListed, st.Requests["listEvents"])
-		// Two resyncs (20 devices each), plus the unhealthy listings,
-		// which find nothing in a healthy fleet.
-		Expect(st.DevicesListed).To(BeNumerically(">=", 40))
+		// One or two resyncs of 20 devices, plus dev-05 read by name at
+		// every poll and found by the unhealthy listings.
+		Expect(st.DevicesListed).To(BeNumerically(">=", 20))
 		Expect(st.DevicesListed).To(BeNumerically("<=", 60))
 	})
 })

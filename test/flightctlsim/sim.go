@@ -349,6 +349,42 @@ func (s *Sim) Reconnect(name string) error {
 	return nil
 }
 
+// FailApplications makes every Running application of a device's agent
+// fail (status Error, as a container that died and stays down) and
+// report it at once: the server records DeviceApplicationError when the
+// applications summary changes, naming no application, as a real one.
+func (s *Sim) FailApplications(name string) error {
+	return s.changeRunningApps(name, func(app *agentApp) { app.status = flightctl.ApplicationStatusError })
+}
+
+// RestartApplications counts one restart of every Running application of
+// a device's agent, which stays Running, and reports it at once: the
+// summaries do not change, so the server records no event.
+func (s *Sim) RestartApplications(name string) error {
+	return s.changeRunningApps(name, func(app *agentApp) { app.restarts++ })
+}
+
+// changeRunningApps applies change to a connected agent's Running
+// applications and reports.
+func (s *Sim) changeRunningApps(name string, change func(*agentApp)) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := s.devices[name]
+	if d == nil {
+		return fmt.Errorf("device %q: %w", name, ErrNotFound)
+	}
+	if d.agent == nil || !d.agent.connected {
+		return fmt.Errorf("device %q has no connected agent", name)
+	}
+	for i := range d.agent.apps {
+		if app := &d.agent.apps[i]; app.status == flightctl.ApplicationStatusRunning {
+			change(app)
+		}
+	}
+	s.agentReport(d)
+	return nil
+}
+
 // SetFaults replaces the injected faults.
 func (s *Sim) SetFaults(f Faults) error {
 	if err := f.validate(); err != nil {
