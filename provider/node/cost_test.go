@@ -20,8 +20,8 @@ import (
 
 // The status loop's Flightctl cost must grow with what changes, never
 // with pods, and steady state must not read devices one by one. Between
-// full resyncs (60 s by default) only hot devices are listed: here the
-// ten just written, each read by name at every poll while it stays hot.
+// full resyncs (60 s by default) only hot devices are listed, read by
+// name; 2 s after the last write and with every pod Running, none is.
 var _ = Describe("Status loop cost", func() {
 	ctx := context.Background()
 
@@ -52,8 +52,8 @@ var _ = Describe("Status loop cost", func() {
 			// The binding's reconciler also lists once per resync; allow
 			// one poll's worth of slack for that and for timer jitter.
 			Expect(lists).To(BeNumerically("<=", polls+2))
-			// At most the ten written devices per poll (while they stay
-			// hot), plus one full listing of a tiny fleet (where reading
+			// At most the ten written devices per poll (should they still
+			// be hot), plus one full listing of a tiny fleet (where reading
 			// most devices by name costs more than listing them).
 			Expect(st.DevicesListed).To(BeNumerically("<=", int64(min(devices, 10))*int64(polls+1)+int64(devices)))
 			Expect(st.Requests["getDevice"]).To(BeZero(), "steady state must not read devices one by one")

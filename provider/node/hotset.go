@@ -71,15 +71,16 @@ func (c markingClient) ReplaceDevice(ctx context.Context, d *flightctl.Device) (
 	return out, err
 }
 
-// hotHold is how long a written or event-named device stays hot: three
-// polls, and at least 10 s, which covers the server's re-render after a
-// write (~20-30 ms on v1.2) and an agent's reaction to it, after which the
-// device's own status (a newer rendered version, applications starting)
-// keeps it hot until it settles.
+// hotHold is how long a written or event-named device stays hot: two
+// polls, and at least 2 s. The server re-renders within ~20-30 ms of a
+// write (v1.2), so the first read after it already shows a newer rendered
+// version, and from then on the device's own status (a version not yet
+// applied, applications starting) and its unsettled pods keep it hot
+// until it settles. A longer hold only re-reads settled devices.
 func hotHold(s settings.Effective) time.Duration {
 	interval := s.StatusPollInterval
 	if interval <= 0 {
 		interval = settings.DefaultStatusPollInterval
 	}
-	return max(3*interval, 10*time.Second)
+	return max(2*interval, 2*time.Second)
 }
