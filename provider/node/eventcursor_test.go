@@ -27,11 +27,22 @@ func TestEventCursor(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// settle waits until the simulated worker and agents have done
+	// everything due, so that the events a change causes (the agent's
+	// first report comes after the creation) are all recorded before the
+	// cursor reads.
+	settle := func(s *flightctlsim.Sim) {
+		t.Helper()
+		if err := s.WaitIdle(ctx, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
 	add := func(name string) {
 		t.Helper()
 		if err := sim.AddDevice(flightctlsim.DeviceConfig{Name: name, CPU: 1, Memory: "1Gi"}); err != nil {
 			t.Fatal(err)
 		}
+		settle(sim)
 	}
 	read := func(cur *eventCursor) []string {
 		t.Helper()
@@ -64,6 +75,7 @@ func TestEventCursor(t *testing.T) {
 	if err := sim.Disconnect("new-1"); err != nil {
 		t.Fatal(err)
 	}
+	settle(sim)
 	if got := read(cur); !slices.Equal(got, []string{"new-1"}) {
 		t.Errorf("after a disconnection: %v, want [new-1]", got)
 	}
@@ -85,6 +97,7 @@ func TestEventCursor(t *testing.T) {
 	if err := empty.AddDevice(flightctlsim.DeviceConfig{Name: "first", CPU: 1, Memory: "1Gi"}); err != nil {
 		t.Fatal(err)
 	}
+	settle(empty)
 	if got := read(fresh); !slices.Equal(got, []string{"first"}) {
 		t.Errorf("first events ever: %v, want [first]", got)
 	}
