@@ -67,7 +67,7 @@ var _ = Describe("Manifests", func() {
 			"/events:create,patch,update":                                          "pod events (Pulling, FailedScheduling, DeviceTimeout, ...)",
 			"/nodes:create,delete,get,patch":                                       "register, update taints of, and remove the virtual nodes",
 			"/nodes/status,pods/status:get,patch,update":                           "node heartbeats/capacity and pod status from devices",
-			"/pods:delete,get,list,patch,watch":                                    "watch the nodes' pods, record placement, remove pods after their workload stopped or their device timed out",
+			"/pods:delete,get,list,watch":                                          "watch the nodes' pods, remove pods after their workload stopped or their device timed out",
 			"coordination.k8s.io/leases:create,get,update":                         "node leases (heartbeats)",
 			"events.k8s.io/events:create,patch":                                    "FleetBinding events",
 			"authentication.k8s.io/selfsubjectreviews,tokenreviews:create":         "kubelet API: authenticate bearer tokens like a kubelet (tokenreviews); learn the manager's own username, the only requester whose kubelet-serving CSRs it approves (selfsubjectreviews)",

@@ -16,9 +16,10 @@ const (
 	// against Flightctl device labels to narrow placement.
 	AnnotationDeviceSelector = "flightctl.io/device-selector"
 
-	// AnnotationDevice records the device placement chose for a pod. It is
-	// written before anything is sent to Flightctl so a restarted manager
-	// never places a pod twice.
+	// AnnotationDevice records the device placement chose for a pod. It
+	// rides on the pod's first status write; before that the device spec
+	// holding the pod's application is the record, so a restarted manager
+	// never places a pod twice either way.
 	AnnotationDevice = "flightctl.io/device"
 
 	// LabelDevice mirrors AnnotationDevice as a label so that

@@ -118,6 +118,9 @@ type Fleet struct {
 	ListedAt time.Time
 
 	byName map[string]int
+	// byApp indexes devices by the applications in their spec: Holder is
+	// asked for every new pod.
+	byApp map[string]int
 }
 
 // Get returns the named device.
@@ -130,6 +133,21 @@ func (f *Fleet) Get(name string) (*Device, bool) {
 		return nil, false
 	}
 	return &f.Devices[i], true
+}
+
+// Holder returns the device whose spec holds the named application. The
+// device spec is where a pod's placement is first recorded (the pod's own
+// record follows with its first status write), so after a restart this
+// finds where a pod that never reported status already runs.
+func (f *Fleet) Holder(app string) (string, bool) {
+	if f == nil {
+		return "", false
+	}
+	i, ok := f.byApp[app]
+	if !ok {
+		return "", false
+	}
+	return f.Devices[i].Name, true
 }
 
 // PlacementDevices returns the devices in the form placement takes.
@@ -296,10 +314,14 @@ func assemble(devs []Device, now time.Time) *Fleet {
 		Devices:  devs,
 		ListedAt: now,
 		byName:   make(map[string]int, len(devs)),
+		byApp:    map[string]int{},
 	}
 	sort.Slice(f.Devices, func(i, j int) bool { return f.Devices[i].Name < f.Devices[j].Name })
 	for i := range f.Devices {
 		f.byName[f.Devices[i].Name] = i
+		for _, app := range f.Devices[i].SpecApplications {
+			f.byApp[app] = i
+		}
 	}
 	// Capacity counts offline devices too (placement.Summarize): their pods
 	// stay bound as Unknown until the reconnect timeout, and the node's

@@ -9,7 +9,10 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -117,5 +120,50 @@ var _ = Describe("Cost of many bindings", func() {
 			float64(one)/(1<<20), float64(twenty)/(1<<20), perBinding)
 		AddReportEntry("heap MiB per extra binding", perBinding)
 		Expect(perBinding).To(BeNumerically("<", 4), "a binding should cost well under 4 MiB of heap")
+	})
+})
+
+// Every write a pod start costs the API server must be a status write: the
+// placement record rides on the first one (KWOK's fake kubelet also writes
+// only status).
+var _ = Describe("Pod writes", func() {
+	ctx := context.Background()
+
+	It("writes nothing to a starting pod but its status, the first one carrying the placement record", func() {
+		f := newFixture(ctx, flightctlsim.Options{}, nil)
+		Eventually(func() bool { return nodeReady(ctx, f.node) }, 30*time.Second).Should(BeTrue())
+		w, err := kube.CoreV1().Pods(f.ns).Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=counted"})
+		Expect(err).NotTo(HaveOccurred())
+		defer w.Stop()
+		Expect(k8sClient.Create(ctx, f.pod("counted", "100m", "128Mi"))).To(Succeed())
+
+		var prev *corev1.Pod
+		var writes []string
+		deadline := time.After(60 * time.Second)
+		for ready := false; !ready; {
+			select {
+			case ev, ok := <-w.ResultChan():
+				Expect(ok).To(BeTrue(), "watch closed")
+				p, isPod := ev.Object.(*corev1.Pod)
+				Expect(isPod).To(BeTrue(), "watch event %v", ev.Type)
+				if ev.Type == watch.Modified {
+					Expect(prev).NotTo(BeNil())
+					Expect(equality.Semantic.DeepEqual(prev.Status, p.Status)).To(BeFalse(),
+						"write %d to the pod left its status as it was: a write of its own (labels %v, annotations %v)", len(writes)+1, p.Labels, p.Annotations)
+					Expect(p.Annotations).To(HaveKey(vkv1.AnnotationDevice), "write %d carries no placement record", len(writes)+1)
+					Expect(p.Labels).To(HaveKeyWithValue(vkv1.LabelDevice, p.Annotations[vkv1.AnnotationDevice]))
+					writes = append(writes, string(p.Status.Phase))
+				}
+				prev = p
+				for _, c := range p.Status.Conditions {
+					ready = ready || (c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue)
+				}
+			case <-deadline:
+				Fail(fmt.Sprintf("pod not Ready after 60 s; writes so far: %v", writes))
+			}
+		}
+		GinkgoWriter.Printf("writes to the pod from create to Ready: %d %v\n", len(writes), writes)
+		AddReportEntry("pod writes from create to Ready", len(writes))
+		Expect(len(writes)).To(BeNumerically(">=", 1))
 	})
 })

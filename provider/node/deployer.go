@@ -2,17 +2,12 @@ package node
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/validation"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/record"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -37,7 +32,6 @@ type deployer struct {
 	ledger   *placement.Ledger
 	writer   *devicewriter.Writer
 	flight   flightctlClient
-	kube     kubernetes.Interface
 	reader   client.Reader
 	recorder record.EventRecorder
 	log      logr.Logger
@@ -110,10 +104,22 @@ func (d *deployer) deploy(ctx context.Context, st *podState) error {
 	pod := v.pod.DeepCopy()
 	if v.goneDevice != "" && pod.Annotations[vkv1.AnnotationDevice] == v.goneDevice {
 		// The record names a device the pod never ran on and that is
-		// gone: place afresh (recordPlacement overwrites the record).
+		// gone: place afresh (the next status write overwrites the record).
 		delete(pod.Annotations, vkv1.AnnotationDevice)
 	}
-	dec, err := placement.Place(pod, d.poller.current().PlacementDevices(), d.ledger)
+	fleet := d.poller.current()
+	if pod.Annotations[vkv1.AnnotationDevice] == "" && v.goneDevice == "" {
+		// A manager that stopped between writing the device and writing
+		// the pod's status left its decision in the device spec only.
+		if dev, ok := fleet.Holder(translate.AppName(pod)); ok {
+			if pod.Annotations == nil {
+				pod.Annotations = map[string]string{}
+			}
+			pod.Annotations[vkv1.AnnotationDevice] = dev
+			d.log.Info("Pod's workload found on a device; keeping it there", "pod", podKey(pod.Namespace, pod.Name), "device", dev)
+		}
+	}
+	dec, err := placement.Place(pod, fleet.PlacementDevices(), d.ledger)
 	if err != nil {
 		var nofit *placement.NoFitError
 		if errors.As(err, &nofit) {
@@ -122,13 +128,11 @@ func (d *deployer) deploy(ctx context.Context, st *podState) error {
 		}
 		return err
 	}
-	if pod.Annotations[vkv1.AnnotationDevice] != dec.Device {
-		// The decision is recorded in the API server before anything is
-		// sent to Flightctl, so a restarted manager finds it.
-		if err := d.recordPlacement(ctx, pod, dec.Device); err != nil {
-			d.ledger.Release(dec.PodKey)
-			return err
-		}
+	if pod.Annotations[vkv1.AnnotationDevice] != dec.Device && v.device != dec.Device {
+		// The decision reaches the pod (annotation and label) with its
+		// first status write (kubePods.notify), not with a write of its
+		// own: until then the device spec, written next, is the record
+		// (Holder above, and the orphan sweep spares such pods).
 		d.recorder.Eventf(pod, corev1.EventTypeNormal, vkv1.EventDeviceSelected, "Placed on Flightctl device %s", dec.Device)
 		d.log.Info("Pod placed", "pod", podKey(pod.Namespace, pod.Name), "device", dec.Device)
 		placementsTotal.WithLabelValues(d.fleetLabel()).Inc()
@@ -139,23 +143,6 @@ func (d *deployer) deploy(ctx context.Context, st *podState) error {
 		st.goneDevice = ""
 	})
 	return d.write(ctx, st, false)
-}
-
-// recordPlacement writes the flightctl.io/device annotation (and label, when
-// the device name is a valid label value).
-func (d *deployer) recordPlacement(ctx context.Context, pod *corev1.Pod, device string) error {
-	meta := map[string]any{"annotations": map[string]string{vkv1.AnnotationDevice: device}}
-	if len(validation.IsValidLabelValue(device)) == 0 {
-		meta["labels"] = map[string]string{vkv1.LabelDevice: device}
-	}
-	patch, err := json.Marshal(map[string]any{"metadata": meta})
-	if err != nil {
-		return fmt.Errorf("encoding the placement of pod %s/%s: %w", pod.Namespace, pod.Name, err)
-	}
-	if _, err := d.kube.CoreV1().Pods(pod.Namespace).Patch(ctx, pod.Name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
-		return fmt.Errorf("recording device %s on pod %s/%s: %w", device, pod.Namespace, pod.Name, err)
-	}
-	return nil
 }
 
 // noFit fails a pod no device can ever hold, or keeps it Pending while room

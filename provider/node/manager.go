@@ -257,10 +257,11 @@ func fingerprint(req nodeapi.Request) string {
 	return fmt.Sprintf("%d/%s/%s/%s/%s/%s", b.Generation, req.Connection.Fingerprint, req.Settings.ReconnectTimeout, req.Settings.StatusPollInterval, req.Settings.DeployDeadline, req.Settings.FullResyncInterval)
 }
 
-// RBAC the virtual nodes need: their pods (placement annotation, status,
-// removal after the workload stopped), their Node objects and leases, pod
-// events, and reads of the ConfigMaps and Secrets pods reference.
-// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;patch;delete
+// RBAC the virtual nodes need: their pods (status, which also carries the
+// placement annotation and label, and removal after the workload stopped),
+// their Node objects and leases, pod events, and reads of the ConfigMaps
+// and Secrets pods reference.
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;delete
 // +kubebuilder:rbac:groups="",resources=pods/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups="",resources=nodes,verbs=get;create;patch;delete
 // +kubebuilder:rbac:groups="",resources=nodes/status,verbs=get;update;patch

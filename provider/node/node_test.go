@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-logr/logr"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
@@ -18,6 +19,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	vkv1 "github.com/vk-flightctl/vk-flightctl/api/v1alpha1"
+	"github.com/vk-flightctl/vk-flightctl/provider/devicewriter"
+	"github.com/vk-flightctl/vk-flightctl/provider/flightctl"
 	"github.com/vk-flightctl/vk-flightctl/provider/translate"
 	"github.com/vk-flightctl/vk-flightctl/test/flightctlsim"
 )
@@ -393,6 +396,38 @@ var _ = Describe("Virtual node", func() {
 		Eventually(f.ready(ctx, "conflicted"), 30*time.Second).Should(BeTrue())
 		Expect(f.sim.Stats().InjectedConflicts).To(BeNumerically(">=", 1))
 		Expect(f.allApps()).To(ConsistOf(translate.AppName(f.getPod(ctx, "conflicted"))))
+	})
+
+	It("keeps a pod on the device that holds its workload when the manager stopped before the pod's first status write", func() {
+		cfg := &flightctlsim.Config{Devices: []flightctlsim.DeviceConfig{
+			{Name: "device-a", Labels: map[string]string{"fleet": "edge-fleet-1"}, CPU: 4, Memory: "8Gi"},
+			{Name: "device-b", Labels: map[string]string{"fleet": "edge-fleet-1"}, CPU: 4, Memory: "8Gi"},
+		}}
+		f := newFixture(ctx, flightctlsim.Options{Config: cfg}, nil)
+		Eventually(func() bool { return nodeReady(ctx, f.node) }, 30*time.Second).Should(BeTrue())
+
+		// The state such a manager leaves: the pod bound, with no device
+		// record and no status, and its application on device-b, which
+		// placement (equal devices, spread, then name order) would not pick.
+		mgr.stop()
+		Expect(k8sClient.Create(ctx, f.pod("early", "100m", "128Mi"))).To(Succeed())
+		early := f.getPod(ctx, "early")
+		Expect(early.Annotations).NotTo(HaveKey(vkv1.AnnotationDevice))
+		res, err := translate.ToApplication(early, translate.Options{DeviceName: "device-b"})
+		Expect(err).NotTo(HaveOccurred())
+		c, err := flightctl.New(flightctl.Config{Server: f.sim.URL(), Token: f.sim.Token()})
+		Expect(err).NotTo(HaveOccurred())
+		w := devicewriter.New(c, translate.IsOwnedAppName, logr.Discard())
+		_, err = w.Apply(ctx, "device-b", devicewriter.Change{Name: translate.AppName(early), App: &res.Application})
+		Expect(err).NotTo(HaveOccurred())
+		mgr = startManager()
+
+		Eventually(f.ready(ctx, "early"), 60*time.Second).Should(BeTrue())
+		Expect(f.placedOn(ctx, "early")()).To(Equal("device-b"))
+		Expect(f.getPod(ctx, "early").Labels).To(HaveKeyWithValue(vkv1.LabelDevice, "device-b"))
+		// Held across a few orphan sweeps: one copy, where it was.
+		Consistently(f.allApps, 7*time.Second, time.Second).Should(Equal([]string{translate.AppName(early)}))
+		Expect(f.apps("device-b")).To(Equal([]string{translate.AppName(early)}))
 	})
 
 	It("survives a manager restart without placing anything twice or losing anything", func() {

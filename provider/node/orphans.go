@@ -74,7 +74,7 @@ func (o *orphanSweeper) sweep(ctx context.Context) bool {
 	}
 	for _, dev := range o.poller.current().Devices {
 		for _, name := range dev.SpecApplications {
-			if !translate.IsOwnedAppName(name) || expected[dev.Name][name] {
+			if !translate.IsOwnedAppName(name) || expected[dev.Name][name] || expected[anyDevice][name] {
 				continue
 			}
 			if _, err := o.writer.Apply(ctx, dev.Name, devicewriter.Change{Name: name}); err != nil {
@@ -88,9 +88,18 @@ func (o *orphanSweeper) sweep(ctx context.Context) bool {
 	return true
 }
 
+// anyDevice is the key of expected under which the applications of pods
+// with no device record yet are kept: wherever such an application is, it
+// is the pod's (device names are never empty).
+const anyDevice = ""
+
 // expected is every application this node should have, by device: the
 // pods in the API server (their recorded device) plus those being deployed
-// right now (whose annotation may not have reached the informer yet).
+// right now (whose record may not have reached the informer yet). A pod
+// records its device with its first status write, after the device write,
+// so a manager that stopped in between leaves a pod without a record whose
+// application is on a device: it is expected on any device (anyDevice)
+// until the pod is deployed again and finds it there.
 // Nil means "not known yet", and nothing is removed.
 func (o *orphanSweeper) expected() map[string]map[string]bool {
 	out := map[string]map[string]bool{}
@@ -119,13 +128,14 @@ func (o *orphanSweeper) expected() map[string]map[string]bool {
 		return nil
 	}
 	for _, p := range pods {
-		if dev := p.Annotations[vkv1.AnnotationDevice]; dev != "" && p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed {
-			app, ok := known[p.UID]
-			if !ok {
-				app = translate.AppName(p)
-			}
-			add(dev, app)
+		if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+			continue
 		}
+		app, ok := known[p.UID]
+		if !ok {
+			app = translate.AppName(p)
+		}
+		add(p.Annotations[vkv1.AnnotationDevice], app)
 	}
 	return out
 }

@@ -29,6 +29,7 @@ type remover struct {
 	binding  *vkv1.FleetBinding
 	store    *podStore
 	ledger   *placement.Ledger
+	poller   *poller
 	writer   *devicewriter.Writer
 	flight   flightctlClient
 	kube     kubernetes.Interface
@@ -58,6 +59,11 @@ func (r *remover) remove(ctx context.Context, pod *corev1.Pod) error {
 				app = st.app
 			}
 		})
+	}
+	if device == "" {
+		// Deleted before its first status write carried the record (e.g.
+		// across a manager restart): the device spec still says where.
+		device, _ = r.poller.current().Holder(app)
 	}
 	if device != "" {
 		if _, err := r.writer.Apply(ctx, device, devicewriter.Change{Name: app}); err != nil {

@@ -108,10 +108,10 @@ func newRuntime(cfg runtimeConfig) *Runtime {
 	rt.reconnector.log, rt.reconnector.now = cfg.log, cfg.opts.Now
 	rt.deployer = &deployer{
 		binding: b, store: rt.store, kubePods: rt.kubePods, poller: rt.poller, ledger: rt.ledger,
-		writer: cfg.writer, flight: cfg.flight, kube: cfg.kube, reader: cfg.reader, recorder: cfg.recorder, log: cfg.log,
+		writer: cfg.writer, flight: cfg.flight, reader: cfg.reader, recorder: cfg.recorder, log: cfg.log,
 	}
 	rt.remover = &remover{
-		binding: b, store: rt.store, ledger: rt.ledger, writer: cfg.writer, flight: cfg.flight,
+		binding: b, store: rt.store, ledger: rt.ledger, poller: rt.poller, writer: cfg.writer, flight: cfg.flight,
 		kube: cfg.kube, recorder: cfg.recorder, log: cfg.log,
 	}
 	rt.sweeper = &orphanSweeper{

@@ -1276,8 +1276,8 @@ func Scenario6Delete(ctx context.Context, e *Env) error {
 // ---------------------------------------------------------------- small helpers
 
 // deviceOf is the device a placed pod runs on: its flightctl.io/device
-// annotation, which docs/CONVENTIONS.md makes the source of truth (a
-// restarted manager reads it). A placed pod without it, or whose label
+// annotation, which docs/CONVENTIONS.md says every pod with a status
+// from its device carries. A placed pod without it, or whose label
 // disagrees, is a failure.
 func (r *run) deviceOf(p *corev1.Pod) (string, bool) {
 	dev := p.Annotations[DeviceLabel]

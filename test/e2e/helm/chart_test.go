@@ -130,17 +130,22 @@ var _ = Describe("Helm chart", Ordered, func() {
 		// The ServiceAccount holds what the manager needs and no more.
 		sa := "system:serviceaccount:" + namespace + ":vk-flightctl-provider"
 		for _, c := range []struct {
-			verb, resource, ns, want string
+			verb, resource, subresource, ns, want string
 		}{
-			{"create", "nodes", "", "yes"},
-			{"patch", "pods/status", "", "yes"},
-			{"update", "leases.coordination.k8s.io", namespace, "yes"},
-			{"get", "secrets", quickstart.DefaultBindingNamespace, "yes"},
+			{"create", "nodes", "", "", "yes"},
+			{"patch", "pods", "status", "", "yes"},
+			// The placement record rides on the status write.
+			{"patch", "pods", "", "", "no"},
+			{"update", "leases.coordination.k8s.io", "", namespace, "yes"},
+			{"get", "secrets", "", quickstart.DefaultBindingNamespace, "yes"},
 			// list/watch back a metadata-only watch of credentials Secrets.
-			{"list", "secrets", quickstart.DefaultBindingNamespace, "yes"},
-			{"create", "pods", quickstart.DefaultBindingNamespace, "no"},
+			{"list", "secrets", "", quickstart.DefaultBindingNamespace, "yes"},
+			{"create", "pods", "", quickstart.DefaultBindingNamespace, "no"},
 		} {
 			args := []string{"auth", "can-i", c.verb, c.resource, "--as", sa}
+			if c.subresource != "" {
+				args = append(args, "--subresource", c.subresource)
+			}
 			if c.ns != "" {
 				args = append(args, "-n", c.ns)
 			}
