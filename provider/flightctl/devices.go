@@ -161,9 +161,9 @@ func (c *Client) ForEachListedDevice(ctx context.Context, opts ListOptions, dige
 				}
 				return nil
 			})
-			if fnErr != nil {
+			if errors.Is(err, errStopped) {
 				// The caller stopped reading; the answer itself was fine.
-				return meta, nil
+				err = nil
 			}
 			return meta, err
 		})
