@@ -180,6 +180,9 @@ type request struct {
 	query       url.Values
 	body        []byte
 	contentType string
+	// stream, when set, takes a 2xx body as it arrives instead of it
+	// being read whole; its error is a body that does not decode.
+	stream func(io.Reader) error
 }
 
 // response is a 2xx answer with its body read.
@@ -269,16 +272,15 @@ func (c *Client) attempt(ctx context.Context, r request, u string, n int) (*resp
 	c.stats.attempt(r.op, n > 1)
 	start := time.Now()
 	hresp, err := c.http.Do(req)
-	var raw []byte
+	var (
+		raw       []byte
+		streamErr error
+	)
 	if err == nil {
-		limit := int64(maxResponseBytes)
-		if hresp.StatusCode < 200 || hresp.StatusCode > 299 {
-			limit = maxErrorBodyToRead
-		}
-		raw, err = io.ReadAll(io.LimitReader(hresp.Body, limit+1))
-		_ = hresp.Body.Close()
-		if err == nil && int64(len(raw)) > limit && hresp.StatusCode >= 200 && hresp.StatusCode <= 299 {
-			err = fmt.Errorf("%w: response body larger than %d bytes", errPermanent, limit)
+		if r.stream != nil && success(hresp.StatusCode) {
+			streamErr, err = c.streamBody(r, hresp)
+		} else {
+			raw, err = readBody(hresp)
 		}
 	}
 	elapsed := time.Since(start)
@@ -303,11 +305,88 @@ func (c *Client) attempt(ctx context.Context, r request, u string, n int) (*resp
 	c.log.V(1).Info("flightctl request", "op", r.op, "method", r.method, "path", req.URL.Path,
 		"code", code, "attempt", n, "duration", elapsed)
 
-	if code >= 200 && code <= 299 {
+	if success(code) {
+		if streamErr != nil {
+			return nil, 0, streamErr
+		}
 		return &response{code: code, header: hresp.Header, body: raw}, 0, nil
 	}
 	apiErr := c.apiError(r, req.URL.Path, hresp, raw)
 	return nil, apiErr.RetryAfter, apiErr
+}
+
+func success(code int) bool { return code >= 200 && code <= 299 }
+
+// readBody reads and closes a whole body, within maxResponseBytes for a
+// 2xx one and maxErrorBodyToRead for any other.
+func readBody(hresp *http.Response) ([]byte, error) {
+	defer func() { _ = hresp.Body.Close() }()
+	limit := int64(maxResponseBytes)
+	if !success(hresp.StatusCode) {
+		limit = maxErrorBodyToRead
+	}
+	raw, err := io.ReadAll(io.LimitReader(hresp.Body, limit+1))
+	if err == nil && int64(len(raw)) > limit && success(hresp.StatusCode) {
+		err = fmt.Errorf("%w: response body larger than %d bytes", errPermanent, limit)
+	}
+	return raw, err
+}
+
+// streamBody hands a 2xx body to r.stream and closes it. A failure to
+// read the body is a transport error (readErr), retried like any other; a
+// body that does not decode is decodeErr, which is not.
+func (c *Client) streamBody(r request, hresp *http.Response) (decodeErr, readErr error) {
+	body := &streamedBody{r: io.LimitReader(hresp.Body, maxResponseBytes+1)}
+	err := r.stream(body)
+	_ = hresp.Body.Close()
+	switch {
+	case body.err != nil:
+		return nil, body.err
+	case err != nil:
+		return c.decodeError(r, hresp, body.head, err), nil
+	}
+	return nil, nil
+}
+
+// decodeError describes a 2xx body that could not be decoded, quoting
+// its start.
+func (c *Client) decodeError(r request, hresp *http.Response, head []byte, err error) error {
+	where := fmt.Sprintf("flightctl %s (%s %s)", r.op, r.method, c.base.Path+r.path)
+	if errors.Is(err, errEmptyBody) {
+		return fmt.Errorf("%s: %w: empty body with status %d", where, errDecode, hresp.StatusCode)
+	}
+	return fmt.Errorf("%s: %w (%s, status %d): %w; body starts: %s", where, errDecode,
+		hresp.Header.Get("Content-Type"), hresp.StatusCode, err, c.scrubString(truncate(string(head), len(head))))
+}
+
+// streamedBody is a 2xx body being decoded. It keeps its first bytes for
+// an error message, enforces maxResponseBytes, and remembers a failure
+// to read, which tells a broken transfer from a body that does not
+// decode.
+type streamedBody struct {
+	r    io.Reader
+	n    int64
+	head []byte
+	err  error
+}
+
+// headLen is how much of a streamed body an error message quotes.
+const headLen = 200
+
+// Read reads from the body, recording what streamedBody keeps.
+func (b *streamedBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if keep := min(n, headLen-len(b.head)); keep > 0 {
+		b.head = append(b.head, p[:keep]...)
+	}
+	b.n += int64(n)
+	if b.n > maxResponseBytes {
+		err = fmt.Errorf("%w: response body larger than %d bytes", errPermanent, maxResponseBytes)
+	}
+	if err != nil && !errors.Is(err, io.EOF) && b.err == nil {
+		b.err = err
+	}
+	return n, err
 }
 
 // apiError builds an *APIError from a non-2xx answer.
@@ -417,11 +496,8 @@ func (c *Client) decode(r request, resp *response, out typed, wantKind string) e
 			resp.header.Get("Content-Type"), resp.code, err, c.scrubString(truncate(string(resp.body), 200)))
 	}
 	av, kind := out.typeMeta()
-	if kind != "" && kind != wantKind {
-		return fmt.Errorf("%s: %w: kind %q, want %q", where, errDecode, kind, wantKind)
-	}
-	if av != "" && !strings.HasPrefix(av, "flightctl.io/") {
-		return fmt.Errorf("%s: %w: apiVersion %q is not a Flightctl API version", where, errDecode, av)
+	if err := checkTypeMeta(av, kind, wantKind); err != nil {
+		return fmt.Errorf("%s: %w: %w", where, errDecode, err)
 	}
 	return nil
 }

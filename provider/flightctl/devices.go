@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -140,6 +141,56 @@ func (c *Client) ForEachDevice(ctx context.Context, opts ListOptions, fn func(*D
 		}
 		return page.Items, page.Metadata.Continue, nil
 	}, fn)
+}
+
+// ForEachListedDevice is ForEachDevice for readers that need only what a
+// ListedDevice holds (see ReadDeviceList): each page is decoded as it
+// arrives and fn sees each device as soon as it is decoded, so memory
+// follows one device rather than a page. digest, when not nil, fills
+// ListedApplication.Digest. A page whose transfer breaks is read again
+// when the client retries, so fn may then see a device twice; an error
+// from fn stops the walk and is returned as is.
+func (c *Client) ForEachListedDevice(ctx context.Context, opts ListOptions, digest AppDigestFunc, fn func(*ListedDevice) error) error {
+	return forEachPage(ctx, opts, func(o ListOptions) (string, error) {
+		var fnErr error
+		next, err := c.streamDevices(ctx, o, func(body io.Reader) (ListMeta, error) {
+			fnErr = nil
+			meta, err := ReadDeviceList(body, digest, func(d *ListedDevice) error {
+				if fnErr = fn(d); fnErr != nil {
+					return errStopped
+				}
+				return nil
+			})
+			if errors.Is(err, errStopped) {
+				// The caller stopped reading; the answer itself was fine.
+				err = nil
+			}
+			return meta, err
+		})
+		if fnErr != nil {
+			return "", fnErr
+		}
+		return next, err
+	})
+}
+
+// errStopped ends the decoding of a page whose reader's callback failed.
+var errStopped = errors.New("flightctl: callback stopped the listing")
+
+// streamDevices gets one page of devices, handing the body to read as it
+// arrives, and returns the continue token read found.
+func (c *Client) streamDevices(ctx context.Context, opts ListOptions, read func(io.Reader) (ListMeta, error)) (string, error) {
+	var meta ListMeta
+	r := request{op: OpListDevices, method: http.MethodGet, path: "/devices", query: opts.query(),
+		stream: func(body io.Reader) error {
+			var err error
+			meta, err = read(body)
+			return err
+		}}
+	if _, err := c.call(ctx, r, nil, KindDeviceList); err != nil {
+		return "", err
+	}
+	return meta.Continue, nil
 }
 
 // ListAllDevices collects every device matching opts (see ForEachDevice).

@@ -93,7 +93,7 @@ func shouldRetry(ctx context.Context, method string, code int, err error) bool {
 		return false
 	}
 	if err != nil {
-		if isPermanentTransportError(err) || errors.Is(err, errPermanent) {
+		if isPermanentTransportError(err) || errors.Is(err, errPermanent) || errors.Is(err, errDecode) {
 			return false
 		}
 		if idempotent(method) {

@@ -159,26 +159,46 @@ func (f *Fleet) PlacementDevices() []placement.Device {
 	return out
 }
 
-// IsOnline says whether Flightctl reports the device as connected. Degraded
-// devices still run workloads; Unknown means disconnected (or never seen).
-func IsOnline(d *flightctl.Device) bool {
-	if d.Status == nil {
+// IsOnline says whether Flightctl reports a device with status st as
+// connected. Degraded devices still run workloads; Unknown means
+// disconnected (or never seen).
+func IsOnline(st *flightctl.DeviceStatus) bool {
+	if st == nil {
 		return false
 	}
-	switch d.Status.Summary.Status {
+	switch st.Summary.Status {
 	case flightctl.DeviceSummaryOnline, flightctl.DeviceSummaryDegraded, flightctl.DeviceSummaryError:
 		return true
 	}
 	return false
 }
 
-// FromDevice converts one Flightctl device.
+// Digests is what a listing for these options must digest spec
+// applications with: AppDigest in fleet-wide mode, which compares them
+// with the Fleet's template, nothing otherwise.
+func (o Options) Digests() flightctl.AppDigestFunc {
+	if o.FleetWide == "" {
+		return nil
+	}
+	return AppDigest
+}
+
+// FromDevice converts one Flightctl device read in full. It goes through
+// the device's listed form, so a device converts the same whichever way
+// it was read.
 func FromDevice(d *flightctl.Device, o Options) Device {
+	l := d.Listed(o.Digests())
+	return FromListed(&l, o)
+}
+
+// FromListed converts one device of a lean listing
+// (flightctl.ReadDeviceList, read with o.Digests()).
+func FromListed(d *flightctl.ListedDevice, o Options) Device {
 	out := Device{
 		Device: placement.Device{
 			Name:    d.Metadata.Name,
 			Labels:  d.Metadata.Labels,
-			Online:  IsOnline(d),
+			Online:  IsOnline(d.Status),
 			MaxPods: int(o.MaxPods),
 		},
 		ResourceVersion: d.Metadata.ResourceVersion,
@@ -198,23 +218,13 @@ func FromDevice(d *flightctl.Device, o Options) Device {
 		for _, a := range d.Status.Applications {
 			out.Applications[a.Name] = a
 		}
-	}
-	out.RenderedVersion, _ = strconv.ParseInt(d.Metadata.Annotations[flightctl.AnnotationRenderedVersion], 10, 64)
-	if d.Status != nil {
 		out.AppliedVersion, _ = strconv.ParseInt(d.Status.Config.RenderedVersion, 10, 64)
 		out.UpdatedStatus = d.Status.Updated.Status
 		out.UpdateFailure = updateFailure(d.Status)
 	}
+	out.RenderedVersion, _ = strconv.ParseInt(d.Metadata.Annotations[flightctl.AnnotationRenderedVersion], 10, 64)
 	if d.Spec != nil {
-		for _, a := range d.Spec.Applications {
-			out.SpecApplications = append(out.SpecApplications, a.Name)
-		}
-		if o.FleetWide != "" {
-			out.SpecDigests = make(map[string]string, len(d.Spec.Applications))
-			for _, a := range d.Spec.Applications {
-				out.SpecDigests[a.Name] = AppDigest(a)
-			}
-		}
+		out.SpecApplications, out.SpecDigests = specApps(d.Spec.Applications, o.FleetWide != "")
 	}
 	out.Unavailable = decommissioning(d)
 	out.IP = deviceIP(sys[flightctl.SystemInfoNetIPDefault])
@@ -223,6 +233,23 @@ func FromDevice(d *flightctl.Device, o Options) Device {
 	out.Capacity = capacity(sys, o.DefaultCapacity)
 	out.Allocatable = subtract(out.Capacity, o.Reserve)
 	return out
+}
+
+// specApps are the names of a spec's applications and, when digests are
+// wanted, their digests by name.
+func specApps(apps []flightctl.ListedApplication, digests bool) ([]string, map[string]string) {
+	var names []string
+	var byName map[string]string
+	if digests {
+		byName = make(map[string]string, len(apps))
+	}
+	for _, a := range apps {
+		names = append(names, a.Name)
+		if digests {
+			byName[a.Name] = a.Digest
+		}
+	}
+	return names, byName
 }
 
 // capacity reads cpuCores and memoryTotalKb, falling back per resource.
@@ -278,7 +305,7 @@ func Build(devs []flightctl.Device, o Options, now time.Time) *Fleet {
 	return BuildExcluding(devs, o, now, nil)
 }
 
-// Assemble builds a Fleet from devices already converted by FromDevice
+// Assemble builds a Fleet from devices already converted by FromListed
 // (a poller that keeps devices between listings converts each once),
 // leaving out the claimed ones as BuildExcluding does. It takes ownership
 // of devs.
@@ -418,15 +445,12 @@ func deviceIP(v string) string {
 // sets spec.decommissioning when asked to decommission it, and the
 // lifecycle follows (Decommissioning, then Decommissioned once the agent
 // has wiped its workloads). "" for a device in service.
-func decommissioning(d *flightctl.Device) string {
+func decommissioning(d *flightctl.ListedDevice) string {
 	lifecycle := ""
 	if d.Status != nil {
 		lifecycle = d.Status.Lifecycle.Status
 	}
-	asked := false
-	if d.Spec != nil {
-		_, asked = d.Spec.Extra[flightctl.SpecDecommissioning]
-	}
+	asked := d.Spec != nil && d.Spec.Decommissioning
 	switch {
 	case lifecycle == flightctl.DeviceLifecycleDecommissioning || lifecycle == flightctl.DeviceLifecycleDecommissioned:
 		return "decommissioned in Flightctl (status.lifecycle.status " + lifecycle + ")"

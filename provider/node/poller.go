@@ -34,7 +34,7 @@ const (
 type flightctlClient interface {
 	devicewriter.Client
 	ListAllDevices(ctx context.Context, opts flightctl.ListOptions) ([]flightctl.Device, error)
-	ForEachDevice(ctx context.Context, opts flightctl.ListOptions, fn func(*flightctl.Device) error) error
+	ForEachListedDevice(ctx context.Context, opts flightctl.ListOptions, digest flightctl.AppDigestFunc, fn func(*flightctl.ListedDevice) error) error
 	eventLister
 }
 
@@ -189,7 +189,7 @@ func (p *poller) pollFull(ctx context.Context, started time.Time) error {
 	primeErr := p.cursor.prime(ctx)
 	fresh := make(map[string]cachedDevice, len(p.cache))
 	changed := map[string]bool{}
-	err := p.flight.ForEachDevice(ctx, nodeapi.ListOptions(p.binding), func(d *flightctl.Device) error {
+	err := p.flight.ForEachListedDevice(ctx, nodeapi.ListOptions(p.binding), p.invOpts.Digests(), func(d *flightctl.ListedDevice) error {
 		p.put(fresh, d, changed)
 		return nil
 	})
@@ -224,7 +224,7 @@ func (p *poller) pollUnhealthy(ctx context.Context, changed, read map[string]boo
 	} {
 		opts := nodeapi.ListOptions(p.binding)
 		opts.FieldSelector = joinSelectors(opts.FieldSelector, sel)
-		err := p.flight.ForEachDevice(ctx, opts, func(d *flightctl.Device) error {
+		err := p.flight.ForEachListedDevice(ctx, opts, p.invOpts.Digests(), func(d *flightctl.ListedDevice) error {
 			p.put(p.cache, d, changed)
 			read[d.Metadata.Name] = true
 			return nil
@@ -243,7 +243,7 @@ func (p *poller) pollNames(ctx context.Context, names []string, changed map[stri
 	opts := nodeapi.ListOptions(p.binding)
 	opts.FieldSelector = joinSelectors(opts.FieldSelector, "metadata.name in ("+strings.Join(names, ",")+")")
 	seen := make(map[string]bool, len(names))
-	err := p.flight.ForEachDevice(ctx, opts, func(d *flightctl.Device) error {
+	err := p.flight.ForEachListedDevice(ctx, opts, p.invOpts.Digests(), func(d *flightctl.ListedDevice) error {
 		p.put(p.cache, d, changed)
 		seen[d.Metadata.Name] = true
 		return nil
@@ -262,8 +262,8 @@ func (p *poller) pollNames(ctx context.Context, names []string, changed map[stri
 
 // put converts d into cache, noting it in changed when it differs from
 // what was known.
-func (p *poller) put(cache map[string]cachedDevice, d *flightctl.Device, changed map[string]bool) {
-	next := cachedDevice{dev: inventory.FromDevice(d, p.invOpts), settled: settled(d)}
+func (p *poller) put(cache map[string]cachedDevice, d *flightctl.ListedDevice, changed map[string]bool) {
+	next := cachedDevice{dev: inventory.FromListed(d, p.invOpts), settled: settled(d)}
 	name := d.Metadata.Name
 	if prev, ok := p.cache[name]; !ok || prev.settled != next.settled || !equality.Semantic.DeepEqual(prev.dev, next.dev) {
 		changed[name] = true
@@ -275,7 +275,7 @@ func (p *poller) put(cache map[string]cachedDevice, d *flightctl.Device, changed
 // applications healthy (or none), up to date, running the newest rendered
 // version. Anything else may change without an event naming the
 // application, so the device is read by name until it settles.
-func settled(d *flightctl.Device) bool {
+func settled(d *flightctl.ListedDevice) bool {
 	if d.Status == nil {
 		return false
 	}

@@ -68,11 +68,16 @@ func InventoryOf(f *inventory.Fleet) *Inventory {
 // them. The reconciler probes with it when no node is running, so status
 // shows what Flightctl holds even before (or without) a virtual node.
 func ListInventory(ctx context.Context, b *vkv1.FleetBinding, c *connection.Resolved) (*Inventory, error) {
-	devs, err := c.Client.ListAllDevices(ctx, ListOptions(b))
+	o := inventory.OptionsFor(b)
+	var devs []inventory.Device
+	err := c.Client.ForEachListedDevice(ctx, ListOptions(b), o.Digests(), func(d *flightctl.ListedDevice) error {
+		devs = append(devs, inventory.FromListed(d, o))
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	return InventoryOf(inventory.Build(devs, inventory.OptionsFor(b), time.Now())), nil
+	return InventoryOf(inventory.Assemble(devs, time.Now(), nil)), nil
 }
 
 // ListOptions selects the binding's devices in a Flightctl listing: by

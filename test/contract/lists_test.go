@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -172,6 +173,32 @@ func testDevicePaging(t *testing.T, tg Target) {
 			}
 		})
 	}
+
+	t.Run("ForEachListedDevice reads what the full listing reads", func(t *testing.T) {
+		c := newClient(t, tg)
+		full, err := c.ListAllDevices(f.at(t).ctx(), flightctl.ListOptions{LabelSelector: sel})
+		if err != nil {
+			t.Fatalf("ListAllDevices: %v", err)
+		}
+		var got []flightctl.ListedDevice
+		err = c.ForEachListedDevice(f.at(t).ctx(), flightctl.ListOptions{LabelSelector: sel, Limit: 3}, nil,
+			func(d *flightctl.ListedDevice) error { got = append(got, *d); return nil })
+		if err != nil {
+			t.Fatalf("ForEachListedDevice: %v", err)
+		}
+		if len(got) != len(full) {
+			t.Fatalf("%d listed devices, want %d", len(got), len(full))
+		}
+		// Status and resourceVersion may move between the two reads (a
+		// simulated agent reports); names, labels and spec do not.
+		for i := range full {
+			want := full[i].Listed(nil)
+			if got[i].Metadata.Name != want.Metadata.Name || !reflect.DeepEqual(got[i].Metadata.Labels, want.Metadata.Labels) ||
+				!reflect.DeepEqual(got[i].Spec, want.Spec) {
+				t.Errorf("device %d: lean %+v %+v, full %+v %+v", i, got[i].Metadata, got[i].Spec, want.Metadata, want.Spec)
+			}
+		}
+	})
 
 	t.Run("ForEachDevice with a field selector", func(t *testing.T) {
 		c := newClient(t, tg)

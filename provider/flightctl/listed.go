@@ -1,0 +1,244 @@
+package flightctl
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// ListedDevice is a device as a poller takes it from a listing: metadata
+// and status in full, and of the spec only what an inventory needs. The
+// applications' inline files, images and environments, which are most of
+// a listing's bytes, are skipped while decoding (ReadDeviceList), so
+// memory follows one device, not the listing. Writers must read a full
+// Device instead: a ListedDevice cannot be written back.
+type ListedDevice struct {
+	Metadata ObjectMeta
+	// Spec is nil when the device has none.
+	Spec   *ListedSpec
+	Status *DeviceStatus
+}
+
+// ListedSpec is what a listing keeps of a device spec.
+type ListedSpec struct {
+	// Applications are spec.applications in order.
+	Applications []ListedApplication
+	// Decommissioning says spec.decommissioning is present: Flightctl was
+	// asked to decommission the device.
+	Decommissioning bool
+}
+
+// ListedApplication is one spec application of a listed device.
+type ListedApplication struct {
+	Name string
+	// Digest is what the listing's AppDigestFunc made of the application;
+	// "" when the listing had none.
+	Digest string
+}
+
+// AppDigestFunc fingerprints a spec application for ListedApplication.Digest.
+// A listing given one decodes each application in full, one device at a
+// time, to call it; without one, only names are decoded.
+type AppDigestFunc func(ApplicationSpec) string
+
+// Listed is d reduced to what a listing keeps, with digests made by digest
+// (none when nil). A ListedDevice read from the same JSON by
+// ReadDeviceList is equal to it.
+func (d *Device) Listed(digest AppDigestFunc) ListedDevice {
+	out := ListedDevice{Metadata: d.Metadata, Status: d.Status}
+	if d.Spec == nil {
+		return out
+	}
+	out.Spec = &ListedSpec{}
+	_, out.Spec.Decommissioning = d.Spec.Extra[SpecDecommissioning]
+	for _, a := range d.Spec.Applications {
+		out.Spec.Applications = append(out.Spec.Applications, listedApp(a, digest))
+	}
+	return out
+}
+
+func listedApp(a ApplicationSpec, digest AppDigestFunc) ListedApplication {
+	l := ListedApplication{Name: a.Name}
+	if digest != nil {
+		l.Digest = digest(a)
+	}
+	return l
+}
+
+// ReadDeviceList decodes a DeviceList body (GET /devices) as it is read
+// from r and calls fn for each device, so that neither the body nor the
+// page is ever held whole. It returns the list's metadata (the continue
+// token). kind and apiVersion are checked as the client checks them;
+// since the server writes them after the items, a body from something
+// that is not Flightctl may reach fn before it is refused. An error from
+// fn stops the reading and is returned as is.
+func ReadDeviceList(r io.Reader, digest AppDigestFunc, fn func(*ListedDevice) error) (ListMeta, error) {
+	return readList(r, KindDeviceList, func(dec *json.Decoder) error {
+		d, err := decodeListed(dec, digest)
+		if err != nil {
+			return err
+		}
+		return fn(d)
+	})
+}
+
+// listedWire is one listed device on the wire; A is what an application
+// decodes into.
+type listedWire[A any] struct {
+	Metadata ObjectMeta `json:"metadata"`
+	Spec     *struct {
+		Applications    []A      `json:"applications"`
+		Decommissioning presence `json:"decommissioning"`
+	} `json:"spec"`
+	Status *DeviceStatus `json:"status"`
+}
+
+// appName is an application decoded for its name only: encoding/json
+// steps over the other members without keeping them.
+type appName struct {
+	Name string `json:"name"`
+}
+
+// presence records that a member was there, whatever its value (null
+// included, as a member of DeviceSpec.Extra would be), without copying it.
+type presence bool
+
+// UnmarshalJSON is called for any value, null included.
+func (p *presence) UnmarshalJSON([]byte) error {
+	*p = true
+	return nil
+}
+
+// skipped is a member read and dropped without a copy.
+type skipped struct{}
+
+// UnmarshalJSON ignores the value; the decoder has already checked it.
+func (*skipped) UnmarshalJSON([]byte) error { return nil }
+
+// decodeListed reads the next device: names only without digest, each
+// application in full (and dropped once digested) with one.
+func decodeListed(dec *json.Decoder, digest AppDigestFunc) (*ListedDevice, error) {
+	if digest == nil {
+		return decodeListedAs(dec, func(a appName) ListedApplication { return ListedApplication{Name: a.Name} })
+	}
+	return decodeListedAs(dec, func(a ApplicationSpec) ListedApplication { return listedApp(a, digest) })
+}
+
+func decodeListedAs[A any](dec *json.Decoder, app func(A) ListedApplication) (*ListedDevice, error) {
+	var w listedWire[A]
+	if err := dec.Decode(&w); err != nil {
+		return nil, fmt.Errorf("decode device: %w", err)
+	}
+	d := &ListedDevice{Metadata: w.Metadata, Status: w.Status}
+	if w.Spec != nil {
+		d.Spec = &ListedSpec{Decommissioning: bool(w.Spec.Decommissioning)}
+		for _, a := range w.Spec.Applications {
+			d.Spec.Applications = append(d.Spec.Applications, app(a))
+		}
+	}
+	return d, nil
+}
+
+// errEmptyBody is a 2xx answer without a body where a list was expected.
+var errEmptyBody = errors.New("empty body")
+
+// readList walks a list object member by member, handing each element of
+// items to item as the decoder reaches it and decoding metadata, kind
+// and apiVersion; other members (summary) are skipped.
+func readList(r io.Reader, wantKind string, item func(*json.Decoder) error) (ListMeta, error) {
+	dec := json.NewDecoder(r)
+	var (
+		meta            ListMeta
+		apiVersion, knd string
+	)
+	if err := expectDelim(dec, '{'); err != nil {
+		return meta, err
+	}
+	if err := readMembers(dec, &meta, &apiVersion, &knd, item); err != nil {
+		if errors.Is(err, io.EOF) {
+			// The body ended inside the object.
+			err = io.ErrUnexpectedEOF
+		}
+		return meta, err
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return meta, errors.New("data after the list object")
+	}
+	return meta, checkTypeMeta(apiVersion, knd, wantKind)
+}
+
+// readMembers reads a list object's members up to its closing brace.
+func readMembers(dec *json.Decoder, meta *ListMeta, apiVersion, kind *string, item func(*json.Decoder) error) error {
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		switch key, _ := tok.(string); key {
+		case "items":
+			err = readItems(dec, item)
+		case "metadata":
+			err = dec.Decode(meta)
+		case "apiVersion":
+			err = dec.Decode(apiVersion)
+		case "kind":
+			err = dec.Decode(kind)
+		default:
+			err = dec.Decode(&skipped{})
+		}
+		if err != nil {
+			return err
+		}
+	}
+	_, err := dec.Token() // the closing brace
+	return err
+}
+
+// readItems hands each element of an items array (or none for null) to
+// item.
+func readItems(dec *json.Decoder, item func(*json.Decoder) error) error {
+	tok, err := dec.Token()
+	if err != nil || tok == nil {
+		return err
+	}
+	if tok != json.Delim('[') {
+		return fmt.Errorf("items is %v, not an array", tok)
+	}
+	for dec.More() {
+		if err := item(dec); err != nil {
+			return err
+		}
+	}
+	_, err = dec.Token() // the closing bracket
+	return err
+}
+
+// expectDelim reads the opening delimiter of a value; an empty input is
+// errEmptyBody.
+func expectDelim(dec *json.Decoder, want json.Delim) error {
+	tok, err := dec.Token()
+	switch {
+	case errors.Is(err, io.EOF):
+		return errEmptyBody
+	case err != nil:
+		return err
+	case tok != want:
+		return fmt.Errorf("body is %v, not an object", tok)
+	}
+	return nil
+}
+
+// checkTypeMeta accepts missing apiVersion and kind (simulators and older
+// servers omit them) but not wrong ones: they mean the URL points at
+// something that is not the Flightctl API.
+func checkTypeMeta(apiVersion, kind, wantKind string) error {
+	if kind != "" && kind != wantKind {
+		return fmt.Errorf("kind %q, want %q", kind, wantKind)
+	}
+	if apiVersion != "" && !strings.HasPrefix(apiVersion, "flightctl.io/") {
+		return fmt.Errorf("apiVersion %q is not a Flightctl API version", apiVersion)
+	}
+	return nil
+}

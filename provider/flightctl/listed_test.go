@@ -1,0 +1,293 @@
+package flightctl
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync/atomic"
+	"testing"
+)
+
+// contentDigest depends on every modelled field of an application, so a
+// lean listing that digests anything else than the full application
+// gives a different value.
+func contentDigest(a ApplicationSpec) string {
+	b, err := json.Marshal(a)
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}
+
+// listedFromFull is what the full decode of a list body gives, reduced
+// with Device.Listed.
+func listedFromFull(t *testing.T, body []byte, digest AppDigestFunc) ([]ListedDevice, ListMeta) {
+	t.Helper()
+	var l DeviceList
+	if err := json.Unmarshal(body, &l); err != nil {
+		t.Fatalf("full decode: %v", err)
+	}
+	var out []ListedDevice
+	for i := range l.Items {
+		out = append(out, l.Items[i].Listed(digest))
+	}
+	return out, l.Metadata
+}
+
+func listedLean(t *testing.T, body []byte, digest AppDigestFunc) ([]ListedDevice, ListMeta) {
+	t.Helper()
+	var out []ListedDevice
+	meta, err := ReadDeviceList(bytes.NewReader(body), digest, func(d *ListedDevice) error {
+		out = append(out, *d)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("lean decode: %v", err)
+	}
+	return out, meta
+}
+
+// Every DeviceList a real v1.2.0 server sent decodes the same through the
+// lean reader as through the full decode, with and without digests.
+func TestReadDeviceListMatchesFullDecode(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("testdata", "transcripts", "*.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lists := 0
+	for _, f := range files {
+		ex := loadTranscript(t, filepath.Base(f))
+		if ex.StatusCode != http.StatusOK || !bytes.Contains(ex.ResponseBody, []byte(`"kind": "DeviceList"`)) {
+			continue
+		}
+		lists++
+		for _, digest := range []AppDigestFunc{nil, contentDigest} {
+			full, fullMeta := listedFromFull(t, ex.ResponseBody, digest)
+			lean, leanMeta := listedLean(t, ex.ResponseBody, digest)
+			if !reflect.DeepEqual(full, lean) || !reflect.DeepEqual(fullMeta, leanMeta) {
+				t.Errorf("%s (digest %v): lean decode differs\nfull %+v %+v\nlean %+v %+v",
+					filepath.Base(f), digest != nil, full, fullMeta, lean, leanMeta)
+			}
+		}
+	}
+	if lists < 5 {
+		t.Fatalf("only %d DeviceList transcripts found", lists)
+	}
+}
+
+// The spec shapes a listing can carry, with the members around items in
+// the server's alphabetical order and in the simulator's struct order.
+func TestReadDeviceListShapes(t *testing.T) {
+	body := `{"apiVersion":"flightctl.io/v1beta1","items":[
+	 {"metadata":{"name":"none"}},
+	 {"metadata":{"name":"null-spec"},"spec":null},
+	 {"metadata":{"name":"empty"},"spec":{}},
+	 {"metadata":{"name":"null-apps"},"spec":{"applications":null}},
+	 {"metadata":{"name":"decom"},"spec":{"decommissioning":{"target":"Unenroll"},"os":{"image":"x"}}},
+	 {"metadata":{"name":"decom-null"},"spec":{"decommissioning":null}},
+	 {"metadata":{"name":"apps","owner":"Fleet/f"},"spec":{"applications":[
+	   {"name":"a","appType":"quadlet","inline":[{"path":"a.container","content":"[Container]\nImage=x\n"}],"runAs":""},
+	   {"name":"b","appType":"container","image":"quay.io/x:1","envVars":{"K":"V"},"ports":["80:80"]}]},
+	  "status":{"summary":{"status":"Online"},"applications":[{"name":"a","ready":"1/1","status":"Running"}]}}
+	],"kind":"DeviceList","metadata":{"continue":"next","remainingItemCount":3},"summary":{"total":7}}`
+	for _, digest := range []AppDigestFunc{nil, contentDigest} {
+		full, fullMeta := listedFromFull(t, []byte(body), digest)
+		lean, leanMeta := listedLean(t, []byte(body), digest)
+		if !reflect.DeepEqual(full, lean) || !reflect.DeepEqual(fullMeta, leanMeta) {
+			t.Errorf("digest %v: lean decode differs\nfull %+v\nlean %+v", digest != nil, full, lean)
+		}
+		if leanMeta.Continue != "next" || len(lean) != 7 {
+			t.Fatalf("got %d devices, continue %q", len(lean), leanMeta.Continue)
+		}
+		if !lean[4].Spec.Decommissioning || !lean[5].Spec.Decommissioning || lean[2].Spec.Decommissioning {
+			t.Errorf("decommissioning = %v, %v, %v; want true, true (null is present), false",
+				lean[4].Spec.Decommissioning, lean[5].Spec.Decommissioning, lean[2].Spec.Decommissioning)
+		}
+		apps := lean[6].Spec.Applications
+		if len(apps) != 2 || apps[0].Name != "a" || apps[1].Name != "b" || (digest != nil) != (apps[0].Digest != "") {
+			t.Errorf("applications = %+v", apps)
+		}
+	}
+}
+
+func TestReadDeviceListErrors(t *testing.T) {
+	cases := []struct{ name, body, want string }{
+		{"empty", ``, "empty body"},
+		{"wrong kind", `{"kind":"FleetList","items":[]}`, `kind "FleetList"`},
+		{"foreign apiVersion", `{"apiVersion":"v1","items":[]}`, `apiVersion "v1"`},
+		{"not an object", `[1]`, "not an object"},
+		{"items not an array", `{"items":{}}`, "not an array"},
+		{"truncated", `{"items":[{"metadata":{"name":"a"}}`, "unexpected EOF"},
+		{"bad item", `{"items":[{"metadata":{"name":7}}]}`, "decode device"},
+		{"trailing data", `{"items":[]} {}`, "data after"},
+		{"HTML", `<html></html>`, "invalid character"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ReadDeviceList(strings.NewReader(tc.body), nil, func(*ListedDevice) error { return nil })
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("err = %v, want one with %q", err, tc.want)
+			}
+		})
+	}
+	t.Run("callback error as is", func(t *testing.T) {
+		boom := errors.New("boom")
+		_, err := ReadDeviceList(strings.NewReader(`{"items":[{},{}]}`), nil, func(*ListedDevice) error { return boom })
+		if err != boom { //nolint:errorlint // returned as is, unwrapped
+			t.Errorf("err = %v, want the callback's error itself", err)
+		}
+	})
+	t.Run("null items", func(t *testing.T) {
+		n := 0
+		if _, err := ReadDeviceList(strings.NewReader(`{"items":null}`), nil, func(*ListedDevice) error { n++; return nil }); err != nil || n != 0 {
+			t.Errorf("err = %v, %d devices", err, n)
+		}
+	})
+}
+
+// The lean walk pages like ForEachDevice and keeps its contract for
+// callback errors, ErrStopIteration and looping servers.
+func TestForEachListedDevice(t *testing.T) {
+	walk := func(c *Client, opts ListOptions, fn func(*ListedDevice) error) error {
+		return c.ForEachListedDevice(context.Background(), opts, nil, fn)
+	}
+	t.Run("pages", func(t *testing.T) {
+		ps := &pagingServer{n: 5}
+		c := newTestClient(t, newServer(t, ps.ServeHTTP).URL)
+		var got []string
+		if err := walk(c, ListOptions{Limit: 2}, func(d *ListedDevice) error { got = append(got, d.Metadata.Name); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(got) != "[d0000 d0001 d0002 d0003 d0004]" || len(ps.limits) != 3 {
+			t.Errorf("got %v in %d pages", got, len(ps.limits))
+		}
+		if s := c.Stats(); s.Calls[OpListDevices] != 3 || s.Failures[OpListDevices] != 0 {
+			t.Errorf("stats: %d calls, %d errors; want 3 and 0", s.Calls[OpListDevices], s.Failures[OpListDevices])
+		}
+	})
+	t.Run("callback error stops the walk", func(t *testing.T) {
+		ps := &pagingServer{n: 10}
+		c := newTestClient(t, newServer(t, ps.ServeHTTP).URL)
+		boom := errors.New("boom")
+		seen := 0
+		err := walk(c, ListOptions{Limit: 2}, func(*ListedDevice) error {
+			if seen++; seen == 3 {
+				return boom
+			}
+			return nil
+		})
+		if !errors.Is(err, boom) || seen != 3 || len(ps.limits) != 2 {
+			t.Fatalf("err=%v seen=%d pages=%d", err, seen, len(ps.limits))
+		}
+		if s := c.Stats(); s.Failures[OpListDevices] != 0 || s.TotalRequests() != 2 {
+			t.Errorf("a callback's error is no failed call and is not retried: %+v", s)
+		}
+	})
+	t.Run("ErrStopIteration ends early without error", func(t *testing.T) {
+		ps := &pagingServer{n: 10}
+		c := newTestClient(t, newServer(t, ps.ServeHTTP).URL)
+		seen := 0
+		err := walk(c, ListOptions{Limit: 2}, func(*ListedDevice) error {
+			if seen++; seen == 3 {
+				return ErrStopIteration
+			}
+			return nil
+		})
+		if err != nil || len(ps.limits) != 2 {
+			t.Fatalf("err=%v pages=%d", err, len(ps.limits))
+		}
+	})
+	t.Run("server repeats its continue token", func(t *testing.T) {
+		ps := &pagingServer{n: 3, sameToken: true}
+		c := newTestClient(t, newServer(t, ps.ServeHTTP).URL)
+		if err := walk(c, ListOptions{Limit: 1}, func(*ListedDevice) error { return nil }); err == nil || len(ps.limits) > 3 {
+			t.Fatalf("loop not detected: %v after %d pages", err, len(ps.limits))
+		}
+	})
+	t.Run("API errors", func(t *testing.T) {
+		c := newTestClient(t, newServer(t, (&pagingServer{n: 3}).ServeHTTP).URL)
+		if err := walk(c, ListOptions{Continue: "!!garbage"}, func(*ListedDevice) error { return nil }); !IsInvalid(err) {
+			t.Fatalf("want invalid, got %v", err)
+		}
+	})
+}
+
+// brokenOnce answers its first request with half a body and a closed
+// connection, and the whole body afterwards.
+func brokenOnce(t *testing.T, body []byte) (*atomic.Int32, string) {
+	t.Helper()
+	var n atomic.Int32
+	srv := newServer(t, func(w http.ResponseWriter, _ *http.Request) {
+		if n.Add(1) > 1 {
+			w.Header().Set("Content-Type", contentTypeJSON)
+			_, _ = w.Write(body)
+			return
+		}
+		conn, buf, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer func() { _ = conn.Close() }()
+		writeHalf(buf, body)
+	})
+	return &n, srv.URL
+}
+
+func writeHalf(buf *bufio.ReadWriter, body []byte) {
+	_, _ = fmt.Fprintf(buf, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", len(body))
+	_, _ = buf.Write(body[:len(body)/2])
+	_ = buf.Flush()
+}
+
+// A transfer that breaks mid-page is a transport failure, retried like a
+// body that could not be read whole before; a body that does not decode
+// is not retried.
+func TestForEachListedDeviceFailures(t *testing.T) {
+	var page bytes.Buffer
+	list := DeviceList{APIVersion: APIVersion, Kind: KindDeviceList}
+	for i := range 50 {
+		list.Items = append(list.Items, testDevice(fmt.Sprintf("d%04d", i)))
+	}
+	if err := json.NewEncoder(&page).Encode(&list); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("broken transfer retried", func(t *testing.T) {
+		n, url := brokenOnce(t, page.Bytes())
+		c := newTestClient(t, url)
+		seen := map[string]int{}
+		err := c.ForEachListedDevice(context.Background(), ListOptions{}, nil, func(d *ListedDevice) error {
+			seen[d.Metadata.Name]++
+			return nil
+		})
+		if err != nil || n.Load() != 2 || len(seen) != 50 {
+			t.Fatalf("err=%v requests=%d devices=%d", err, n.Load(), len(seen))
+		}
+	})
+	t.Run("undecodable body not retried", func(t *testing.T) {
+		var n atomic.Int32
+		srv := newServer(t, func(w http.ResponseWriter, _ *http.Request) {
+			n.Add(1)
+			w.Header().Set("Content-Type", "text/html")
+			_, _ = io.WriteString(w, "<html>Please log in</html>")
+		})
+		c := newTestClient(t, srv.URL)
+		err := c.ForEachListedDevice(context.Background(), ListOptions{}, nil, func(*ListedDevice) error { return nil })
+		if err == nil || !errors.Is(err, errDecode) || !strings.Contains(err.Error(), "text/html") ||
+			!strings.Contains(err.Error(), "Please log in") || n.Load() != 1 || IsRetryable(err) {
+			t.Fatalf("err=%v requests=%d", err, n.Load())
+		}
+		if s := c.Stats(); s.Failures[OpListDevices] != 1 {
+			t.Errorf("a decode failure counts as a failed call: %+v", s)
+		}
+	})
+}
