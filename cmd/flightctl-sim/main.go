@@ -7,7 +7,7 @@
 //
 //	flightctl-sim [serve] [--listen 127.0.0.1:3443] [--token TOKEN] [--config FILE]
 //	              [--tls [--ca-out PATH]] [--client-config-out PATH]
-//	              [--disconnect-detection 5m] [--render-delay 1s]
+//	              [--disconnect-detection 5m] [--render-delay 1s] [--cost-model off|real-v1.2]
 //	              [--agent-delay 1s | --agent-delay 1s,2s,3s] [--heartbeat 0]
 //	              [--faults JSON] [--allow-non-loopback] [--log-level info]
 //	flightctl-sim agent [--server URL] [--token TOKEN] [--ca PATH] [--agent-endpoint URL]
@@ -117,10 +117,10 @@ control flags: --server URL --token TOKEN [--ca PATH]
 
 // serveFlags are the options of the serve command.
 type serveFlags struct {
-	listen, token, config, caOut, clientConfig, agentDelay, faults, logLevel string
-	tls, allowNonLoopback                                                    bool
-	disconnectDetection, renderDelay, heartbeat                              time.Duration
-	faultSeed                                                                uint64
+	listen, token, config, caOut, clientConfig, agentDelay, faults, logLevel, costModel string
+	tls, allowNonLoopback                                                               bool
+	disconnectDetection, renderDelay, heartbeat                                         time.Duration
+	faultSeed                                                                           uint64
 }
 
 // serve runs the simulator until ctx ends or the process is signalled.
@@ -135,6 +135,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&f.caOut, "ca-out", "", "with --tls, write the CA certificate (PEM) here (default: a file in the temp directory)")
 	fs.StringVar(&f.clientConfig, "client-config-out", "", "write a Flightctl CLI client.yaml (server, CA, token) here")
 	fs.DurationVar(&f.disconnectDetection, "disconnect-detection", flightctlsim.RealDisconnectTimeout, "silence after which a device is marked disconnected")
+	fs.StringVar(&f.costModel, "cost-model", "off", "server time per request: off, or real-v1.2 (calibrated on Flightctl v1.2.0; also sets the render delay to 20ms)")
 	fs.DurationVar(&f.renderDelay, "render-delay", time.Second, "delay of the server worker after spec, label or fleet changes")
 	fs.StringVar(&f.agentDelay, "agent-delay", "1s", "agent phase delays: one duration for all, or fetch,preparing,starting")
 	fs.DurationVar(&f.heartbeat, "heartbeat", 0, "lastSeen granularity of connected devices (0: always now)")
@@ -209,6 +210,11 @@ func (f *serveFlags) options(logger *slog.Logger) (flightctlsim.Options, error) 
 	if f.caOut != "" && !f.tls {
 		return opts, errors.New("--ca-out needs --tls")
 	}
+	cost, err := flightctlsim.CostModelByName(f.costModel)
+	if err != nil {
+		return opts, fmt.Errorf("--cost-model: %w", err)
+	}
+	opts.Cost = cost
 	delays, err := parseAgentDelays(f.agentDelay)
 	if err != nil {
 		return opts, err

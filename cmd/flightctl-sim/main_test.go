@@ -197,6 +197,7 @@ func TestServeErrors(t *testing.T) {
 		{[]string{"--config", badConfig}, "unknown field"},
 		{[]string{"--faults", `{"errorRate":"lots"}`}, "--faults"},
 		{[]string{"--log-level", "loud"}, "--log-level"},
+		{[]string{"--cost-model", "cheap"}, `--cost-model: unknown cost model "cheap"`},
 		{[]string{"--no-such-flag"}, "flag provided but not defined"},
 		{[]string{"serve", "extra"}, "serve takes no arguments"},
 		{[]string{"frobnicate"}, `unknown command "frobnicate"`},

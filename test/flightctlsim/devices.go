@@ -173,6 +173,7 @@ func (s *Sim) listDevices(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.RUnlock()
 	s.stats.listed(len(items))
+	noteListed(r, len(items))
 	writeJSON(w, http.StatusOK, encodeList(listEnvelope{Kind: flightctl.KindDeviceList, Metadata: meta, Summary: counter.result()}, items))
 }
 

@@ -85,6 +85,9 @@ type Options struct {
 	APIDevicesConnected bool
 	// MaxEvents bounds the event log; zero means DefaultMaxEvents.
 	MaxEvents int
+	// Cost is the modelled server time of each request; the zero value
+	// keeps the simulator as fast as it can be (see CostModelByName).
+	Cost CostModel
 	// Faults are injected from the start; see Sim.SetFaults.
 	Faults Faults
 	// FaultSeed seeds the fault injector's random numbers so that a

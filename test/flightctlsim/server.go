@@ -106,7 +106,12 @@ func (s *Sim) apiHandler(op string, h http.HandlerFunc) http.Handler {
 		if !s.authorize(cw, r) {
 			return
 		}
-		h(cw, r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id)))
+		r = r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id))
+		if s.opts.Cost.enabled() {
+			s.serveWithCost(op, cw, r, h)
+			return
+		}
+		h(cw, r)
 	})
 }
 

@@ -67,6 +67,9 @@ func New(opts Options) *Sim {
 	if opts.MaxEvents <= 0 {
 		opts.MaxEvents = DefaultMaxEvents
 	}
+	if opts.Cost.RenderDelay > 0 {
+		opts.RenderDelay = opts.Cost.RenderDelay
+	}
 	token := opts.Token
 	if token == "" {
 		token = randomHex(24)
@@ -98,6 +101,9 @@ func (s *Sim) Start() error {
 	defer s.lifecycle.Unlock()
 	if s.started {
 		return errors.New("flightctlsim: already started")
+	}
+	if err := s.opts.Cost.check(); err != nil {
+		return fmt.Errorf("flightctlsim: %w", err)
 	}
 	if s.opts.Faults != (Faults{}) {
 		if err := s.opts.Faults.validate(); err != nil {

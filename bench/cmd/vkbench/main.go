@@ -23,14 +23,15 @@
 // It reuses test/quickstart.Stack for the control plane, the default
 // simulator, the manager and its RBAC, then starts its own simulators
 // with generated devices and instant agents (--agent-delay 0
-// --render-delay 0), its FleetBindings, and kwok managing a fake node
+// --render-delay 0) that spend a real Flightctl's server time per request
+// (--cost-model real-v1.2 unless -cost-model off), its FleetBindings, and kwok managing a fake node
 // labelled bench.vk-flightctl.io/target=kwok with the vk node's
 // allocatable. Numbers are printed and written to bench/results, never
 // asserted: machines are noisy.
 //
 // Usage: go run ./bench/cmd/vkbench [-quick] [-workloads start,churn,disconnect,scale]
 // [-pods P] [-devices N] [-reps R] [-dx-pods D] [-scale-pods S -scale-devices N -scale-bindings B] [-pprof]
-// (BENCH_QUICK=1 is the same as -quick).
+// [-cost-model real-v1.2|off] (BENCH_QUICK=1 is the same as -quick).
 package main
 
 import (
@@ -54,6 +55,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/vk-flightctl/vk-flightctl/test/flightctlsim"
 	"github.com/vk-flightctl/vk-flightctl/test/quickstart"
 )
 
@@ -96,6 +98,10 @@ type config struct {
 	// Pprof captures CPU profiles of the manager during the first vk
 	// bare-pod run and the scale workload's steady window.
 	Pprof bool `json:"pprof"`
+	// CostModel is the simulators' --cost-model: real-v1.2 by default, so
+	// that the bench's Flightctl costs what a real one does; off measures
+	// the manager against an instant server.
+	CostModel string `json:"costModel"`
 }
 
 func (c config) runs(w string) bool {
@@ -120,7 +126,12 @@ func main() {
 	flag.IntVar(&cfg.ScaleDevices, "scale-devices", 0, "devices of the scale workload (default 20 quick, 1000 full)")
 	flag.IntVar(&cfg.ScaleBindings, "scale-bindings", 0, "FleetBindings the scale workload spreads devices and pods over (default 2 quick, 10 full)")
 	flag.BoolVar(&cfg.Pprof, "pprof", os.Getenv("BENCH_PPROF") == "1", "capture CPU profiles of the manager during the first vk bare-pod run and the scale workload's steady window (BENCH_PPROF=1)")
+	flag.StringVar(&cfg.CostModel, "cost-model", flightctlsim.CostModelRealV12, "server cost model of the bench simulators: "+flightctlsim.CostModelRealV12+" (calibrated on a real Flightctl v1.2.0) or off (instant server)")
 	flag.Parse()
+	if _, err := flightctlsim.CostModelByName(cfg.CostModel); err != nil {
+		fmt.Fprintln(os.Stderr, "vkbench: -cost-model:", err)
+		os.Exit(2)
+	}
 	def := func(v *int, quick, full int) {
 		if *v <= 0 {
 			*v = full
@@ -269,7 +280,7 @@ func run(ctx context.Context, cfg config) (err error) {
 	// Bench simulator: N generated devices with instant agents, plus the
 	// disconnect workload's two devices. Disconnect detection is immediate
 	// (a real server waits 5 minutes); connected agents are never marked.
-	b.sim, err = startSim(ctx, b.state, "bench-sim", stack.SimBin, benchSimConfig(cfg), "--disconnect-detection", "0s")
+	b.sim, err = startSim(ctx, b.state, "bench-sim", stack.SimBin, benchSimConfig(cfg), "--disconnect-detection", "0s", "--cost-model", cfg.CostModel)
 	if err != nil {
 		return err
 	}

@@ -99,7 +99,7 @@ func (b *bench) runScale(ctx context.Context) error {
 	res := &scaleResult{Pods: cfg.ScalePods, Devices: cfg.ScaleDevices, Bindings: cfg.ScaleBindings}
 	b.rep.Scale = res
 	conf, per := scaleSimConfig(cfg.ScaleDevices, cfg.ScaleBindings)
-	sim, err := startSim(ctx, b.state, "scale-sim", b.stack.SimBin, conf)
+	sim, err := startSim(ctx, b.state, "scale-sim", b.stack.SimBin, conf, "--cost-model", b.cfg.CostModel)
 	if err != nil {
 		return err
 	}
