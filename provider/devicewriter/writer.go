@@ -5,6 +5,12 @@
 // is in flight are batched into the next single write; and only
 // applications (and inline config entries) that vk-flightctl owns are ever
 // added, replaced or removed.
+//
+// A write starts from a device read by someone else when one is offered
+// (Observe: the poller's by-name reads of the devices being changed) and
+// is newer than anything the writer itself saw, instead of reading the
+// device again; the write's resourceVersion check turns a copy that
+// turned out stale into a 409, after which the device is read afresh.
 package devicewriter
 
 import (
@@ -68,6 +74,26 @@ type Stats struct {
 	// Superseded counts changes replaced by a newer change for the same
 	// application before they were written.
 	Superseded int64
+	// Observed counts write attempts that started from an observed read
+	// (Observe) instead of a GET; ObservedStale those of them that met a
+	// 409 and read the device again.
+	Observed      int64
+	ObservedStale int64
+}
+
+// ObservedTTL is how long an observed device is trusted as the starting
+// point of a write. A copy is only ever a guess at the current version
+// (the write's resourceVersion check decides), so the bound is about
+// memory: observed copies of devices nobody writes to are dropped.
+const ObservedTTL = time.Minute
+
+// known is what the writer knows of a device's version: the newest
+// resourceVersion it saw (its own reads and writes, and observed reads)
+// and, when an observed read is that newest, the device as read.
+type known struct {
+	rv  int64
+	dev *flightctl.Device
+	at  time.Time
 }
 
 // Writer serialises writes per device.
@@ -78,9 +104,14 @@ type Writer struct {
 	// backoff bounds retries after a 409 on a stale resourceVersion.
 	backoff wait.Backoff
 
+	now     func() time.Time
+
 	mu      sync.Mutex
 	devices map[string]*deviceQueue
 	stats   Stats
+	// known is kept per device for ObservedTTL; swept from Observe.
+	known     map[string]known
+	lastSweep time.Time
 }
 
 type pending struct {
@@ -108,6 +139,8 @@ func New(c Client, owned OwnedFunc, log logr.Logger) *Writer {
 		owned:   owned,
 		log:     log,
 		devices: map[string]*deviceQueue{},
+		known:   map[string]known{},
+		now:     time.Now,
 		backoff: wait.Backoff{Duration: 50 * time.Millisecond, Factor: 2, Jitter: 0.5, Steps: 8, Cap: 2 * time.Second},
 	}
 }
@@ -117,6 +150,77 @@ func (w *Writer) Stats() Stats {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.stats
+}
+
+// Observe offers a device read elsewhere, spec in full, as the starting
+// point of the next write to it. It is kept only when it is newer than
+// every version of the device the writer has seen; the writer takes
+// ownership of d. Reads taken while a write was in flight are thus
+// ignored once that write returns a newer version.
+func (w *Writer) Observe(d *flightctl.Device) {
+	if d == nil || d.Metadata.Name == "" {
+		return
+	}
+	rv, err := strconv.ParseInt(d.Metadata.ResourceVersion, 10, 64)
+	if err != nil {
+		return
+	}
+	now := w.now()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.sweep(now)
+	if k, ok := w.known[d.Metadata.Name]; ok && rv <= k.rv {
+		return
+	}
+	w.known[d.Metadata.Name] = known{rv: rv, dev: d, at: now}
+}
+
+// sweep drops what is known of devices not seen for ObservedTTL, at most
+// once per ObservedTTL/4. Called with mu held.
+func (w *Writer) sweep(now time.Time) {
+	if now.Sub(w.lastSweep) < ObservedTTL/4 {
+		return
+	}
+	w.lastSweep = now
+	for name, k := range w.known {
+		if now.Sub(k.at) >= ObservedTTL {
+			delete(w.known, name)
+		}
+	}
+}
+
+// takeObserved returns the observed copy of a device, if one is fresh,
+// and forgets it: apply edits it in place, and after the write it is
+// stale whatever the outcome.
+func (w *Writer) takeObserved(device string) *flightctl.Device {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	k, ok := w.known[device]
+	if !ok || k.dev == nil || w.now().Sub(k.at) >= ObservedTTL {
+		return nil
+	}
+	d := k.dev
+	k.dev = nil
+	w.known[device] = k
+	return d
+}
+
+// saw records a version of a device the writer read or wrote itself:
+// observed reads at or below it are older than what the writer knows.
+func (w *Writer) saw(d *flightctl.Device) {
+	if d == nil {
+		return
+	}
+	rv, err := strconv.ParseInt(d.Metadata.ResourceVersion, 10, 64)
+	if err != nil {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if k, ok := w.known[d.Metadata.Name]; ok && k.rv >= rv {
+		return
+	}
+	w.known[d.Metadata.Name] = known{rv: rv, at: w.now()}
 }
 
 // Apply queues a change for a device and waits until it is written (or
@@ -211,48 +315,83 @@ func (w *Writer) writeIsolating(device string, batch []*pending) map[string]outc
 	return out
 }
 
-// write applies a batch with read-modify-write, retrying on conflict.
+// write applies a batch with read-modify-write, retrying on conflict. An
+// attempt starts from the observed copy of the device when there is a
+// fresh one, else from a GET.
 func (w *Writer) write(ctx context.Context, device string, batch []*pending) (Result, error) {
 	var res Result
 	attempt := 0
 	err := wait.ExponentialBackoffWithContext(ctx, w.backoff, func(ctx context.Context) (bool, error) {
 		attempt++
-		w.count(func(s *Stats) { s.Reads++ })
-		d, err := w.client.GetDevice(ctx, device)
-		if flightctl.IsNotFound(err) && onlyRemovals(batch) {
-			// A device deleted from Flightctl runs nothing: removing an
-			// application from it is done, not an error to retry forever.
-			res = Result{}
-			return true, nil
+		d := w.takeObserved(device)
+		if d != nil {
+			w.count(func(s *Stats) { s.Observed++ })
 		}
-		if err != nil {
-			return false, fmt.Errorf("reading device %s: %w", device, err)
-		}
-		changed := apply(d, batch, w.owned)
-		if !changed {
-			res = Result{LiveAt: renderedVersion(d)}
-			return true, nil
-		}
-		w.count(func(s *Stats) { s.Writes++ })
-		out, err := w.client.ReplaceDevice(ctx, d)
-		switch {
-		case err == nil:
-			res = Result{LiveAt: renderedVersion(out) + 1, Changed: true}
-			return true, nil
-		case flightctl.IsOwnedByFleet(err):
-			return false, fmt.Errorf("device %s is owned by a Flightctl fleet; per-device workloads need devices that no fleet owns: %w", device, err)
-		case flightctl.IsConflict(err):
-			w.count(func(s *Stats) { s.Conflicts++ })
-			w.log.V(1).Info("Device changed under us; re-reading", "device", device, "attempt", attempt)
-			return false, nil
-		default:
-			return false, fmt.Errorf("writing device %s: %w", device, err)
+		for {
+			observed := d != nil
+			if !observed {
+				var done bool
+				var err error
+				if d, done, err = w.read(ctx, device, batch); d == nil {
+					return done, err
+				}
+			}
+			if !apply(d, batch, w.owned) {
+				if observed {
+					// The copy may predate a change that undid ours (a
+					// person removing the application): only a fresh read
+					// can say there is nothing to write.
+					d = nil
+					continue
+				}
+				res = Result{LiveAt: renderedVersion(d)}
+				return true, nil
+			}
+			w.count(func(s *Stats) { s.Writes++ })
+			out, err := w.client.ReplaceDevice(ctx, d)
+			switch {
+			case err == nil:
+				w.saw(out)
+				res = Result{LiveAt: renderedVersion(out) + 1, Changed: true}
+				return true, nil
+			case flightctl.IsOwnedByFleet(err):
+				return false, fmt.Errorf("device %s is owned by a Flightctl fleet; per-device workloads need devices that no fleet owns: %w", device, err)
+			case flightctl.IsConflict(err) && observed:
+				// The copy was older than the device: read it now, no
+				// need to back off from a writer that may not exist.
+				w.count(func(s *Stats) { s.Conflicts++; s.ObservedStale++ })
+				d = nil
+				continue
+			case flightctl.IsConflict(err):
+				w.count(func(s *Stats) { s.Conflicts++ })
+				w.log.V(1).Info("Device changed under us; re-reading", "device", device, "attempt", attempt)
+				return false, nil
+			default:
+				return false, fmt.Errorf("writing device %s: %w", device, err)
+			}
 		}
 	})
 	if wait.Interrupted(err) {
 		err = fmt.Errorf("writing device %s: still conflicting after %d attempts", device, attempt)
 	}
 	return res, err
+}
+
+// read GETs the device for a write. Without a device it says whether the
+// write is done anyway (removals from a deleted device) or failed.
+func (w *Writer) read(ctx context.Context, device string, batch []*pending) (*flightctl.Device, bool, error) {
+	w.count(func(s *Stats) { s.Reads++ })
+	d, err := w.client.GetDevice(ctx, device)
+	if flightctl.IsNotFound(err) && onlyRemovals(batch) {
+		// A device deleted from Flightctl runs nothing: removing an
+		// application from it is done, not an error to retry forever.
+		return nil, true, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("reading device %s: %w", device, err)
+	}
+	w.saw(d)
+	return d, false, nil
 }
 
 func onlyRemovals(batch []*pending) bool {

@@ -251,3 +251,128 @@ func TestRefusedChangeDoesNotBlockItsBatch(t *testing.T) {
 		t.Fatalf("device has %v, want user-app and the %d good applications", got, n)
 	}
 }
+
+// settledCopy waits for the simulator's worker to render the device and
+// returns it as read then, the way the poller's by-name read hands it to
+// Observe.
+func settledCopy(t *testing.T, sim *flightctlsim.Sim, c *flightctl.Client, device string) *flightctl.Device {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := sim.WaitIdle(ctx, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	d, err := c.GetDevice(ctx, device)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func TestWriteStartsFromAnObservedRead(t *testing.T) {
+	ctx := context.Background()
+	sim, c, w := setup(t, flightctlsim.Faults{})
+	if _, err := w.Apply(ctx, "device-1", devicewriter.Change{Name: "vk-a", App: quadlet("vk-a", "docker.io/library/nginx:1")}); err != nil {
+		t.Fatal(err)
+	}
+	w.Observe(settledCopy(t, sim, c, "device-1"))
+	before := w.Stats()
+	sim.ResetStats()
+	res, err := w.Apply(ctx, "device-1", devicewriter.Change{Name: "vk-b", App: quadlet("vk-b", "docker.io/library/nginx:1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := w.Stats()
+	if reads := after.Reads - before.Reads; reads != 0 || sim.Stats().Requests["getDevice"] != 0 {
+		t.Errorf("the write read the device %d times (server saw %d GETs); it had a current copy", reads, sim.Stats().Requests["getDevice"])
+	}
+	if after.Observed-before.Observed != 1 || after.Writes-before.Writes != 1 || !res.Changed {
+		t.Errorf("stats %+v -> %+v, result %+v: want one write from the observed copy", before, after, res)
+	}
+	if got := fmt.Sprint(appNames(t, c, "device-1")); got != "[user-app vk-a vk-b]" {
+		t.Errorf("applications = %s", got)
+	}
+	// The copy was used up: the next write reads the device.
+	if _, err := w.Apply(ctx, "device-1", devicewriter.Change{Name: "vk-c", App: quadlet("vk-c", "docker.io/library/nginx:1")}); err != nil {
+		t.Fatal(err)
+	}
+	if got := w.Stats().Reads - after.Reads; got != 1 {
+		t.Errorf("write after the copy was used: %d reads, want 1", got)
+	}
+}
+
+func TestStaleObservedReadMeetsAConflictAndIsReadAgain(t *testing.T) {
+	ctx := context.Background()
+	sim, c, w := setup(t, flightctlsim.Faults{})
+	w.Observe(settledCopy(t, sim, c, "device-1"))
+	// Someone else changes the device after the copy was taken.
+	other := settledCopy(t, sim, c, "device-1")
+	other.Metadata.Labels["owner-team"] = "edge"
+	if _, err := c.ReplaceDevice(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	before := w.Stats()
+	if _, err := w.Apply(ctx, "device-1", devicewriter.Change{Name: "vk-a", App: quadlet("vk-a", "docker.io/library/nginx:1")}); err != nil {
+		t.Fatal(err)
+	}
+	after := w.Stats()
+	if after.ObservedStale-before.ObservedStale != 1 || after.Conflicts-before.Conflicts != 1 || after.Reads-before.Reads != 1 || after.Writes-before.Writes != 2 {
+		t.Errorf("stats %+v -> %+v: want the stale copy's write refused (409), one GET, one write that lands", before, after)
+	}
+	d := settledCopy(t, sim, c, "device-1")
+	if d.Metadata.Labels["owner-team"] != "edge" {
+		t.Errorf("the other writer's label was lost: %v", d.Metadata.Labels)
+	}
+	if got := fmt.Sprint(appNames(t, c, "device-1")); got != "[user-app vk-a]" {
+		t.Errorf("applications = %s", got)
+	}
+}
+
+func TestObservedReadOlderThanOwnWriteIsIgnored(t *testing.T) {
+	ctx := context.Background()
+	sim, c, w := setup(t, flightctlsim.Faults{})
+	old := settledCopy(t, sim, c, "device-1")
+	if _, err := w.Apply(ctx, "device-1", devicewriter.Change{Name: "vk-a", App: quadlet("vk-a", "docker.io/library/nginx:1")}); err != nil {
+		t.Fatal(err)
+	}
+	// A poll that read the device before that write finished hands it
+	// over afterwards: it must not be used.
+	w.Observe(old)
+	before := w.Stats()
+	if _, err := w.Apply(ctx, "device-1", devicewriter.Change{Name: "vk-b", App: quadlet("vk-b", "docker.io/library/nginx:1")}); err != nil {
+		t.Fatal(err)
+	}
+	after := w.Stats()
+	if after.Observed != before.Observed || after.Reads-before.Reads != 1 || after.Conflicts != before.Conflicts {
+		t.Errorf("stats %+v -> %+v: want the old copy ignored and the device read", before, after)
+	}
+	if got := fmt.Sprint(appNames(t, c, "device-1")); got != "[user-app vk-a vk-b]" {
+		t.Errorf("applications = %s", got)
+	}
+}
+
+func TestObservedReadThatNeedsNoWriteIsConfirmedByARead(t *testing.T) {
+	ctx := context.Background()
+	sim, c, w := setup(t, flightctlsim.Faults{})
+	if _, err := w.Apply(ctx, "device-1", devicewriter.Change{Name: "vk-a", App: quadlet("vk-a", "docker.io/library/nginx:1")}); err != nil {
+		t.Fatal(err)
+	}
+	withApp := settledCopy(t, sim, c, "device-1")
+	w.Observe(withApp)
+	// A person removes the application by hand after the copy was taken.
+	d := settledCopy(t, sim, c, "device-1")
+	d.Spec.Applications = d.Spec.Applications[:1]
+	if _, err := c.ReplaceDevice(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	res, err := w.Apply(ctx, "device-1", devicewriter.Change{Name: "vk-a", App: quadlet("vk-a", "docker.io/library/nginx:1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Changed {
+		t.Errorf("result %+v: the copy said nothing was missing, but the device lost vk-a", res)
+	}
+	if got := fmt.Sprint(appNames(t, c, "device-1")); got != "[user-app vk-a]" {
+		t.Errorf("applications = %s, want vk-a written again", got)
+	}
+}

@@ -34,6 +34,7 @@ const (
 type flightctlClient interface {
 	devicewriter.Client
 	ListAllDevices(ctx context.Context, opts flightctl.ListOptions) ([]flightctl.Device, error)
+	ForEachDevice(ctx context.Context, opts flightctl.ListOptions, fn func(*flightctl.Device) error) error
 	ForEachListedDevice(ctx context.Context, opts flightctl.ListOptions, digest flightctl.AppDigestFunc, fn func(*flightctl.ListedDevice) error) error
 	eventLister
 }
@@ -95,6 +96,11 @@ type poller struct {
 	kick chan struct{}
 	// marks are devices written to or named by events lately.
 	marks *hotMarks
+	// observe, when set, is handed each hot device as read, spec in full
+	// (the device writer's Observe): the devices read by name are the
+	// ones being written to, and a write that starts from that read needs
+	// no GET of its own.
+	observe func(*flightctl.Device)
 
 	// Touched by poll only.
 	cache         map[string]cachedDevice
@@ -237,17 +243,33 @@ func (p *poller) pollUnhealthy(ctx context.Context, changed, read map[string]boo
 }
 
 // pollNames reads the named devices; one the listing no longer returns
-// was deleted or left the selector.
+// was deleted or left the selector. With an observer the devices are
+// decoded in full (at most namesPerHotList of them per page) and handed
+// to it; else only what a ListedDevice keeps.
 func (p *poller) pollNames(ctx context.Context, names []string, changed map[string]bool) error {
 	devicePolls.WithLabelValues(p.binding.Spec.Fleet, pollHot).Inc()
 	opts := nodeapi.ListOptions(p.binding)
 	opts.FieldSelector = joinSelectors(opts.FieldSelector, "metadata.name in ("+strings.Join(names, ",")+")")
 	seen := make(map[string]bool, len(names))
-	err := p.flight.ForEachListedDevice(ctx, opts, p.invOpts.Digests(), func(d *flightctl.ListedDevice) error {
-		p.put(p.cache, d, changed)
-		seen[d.Metadata.Name] = true
-		return nil
-	})
+	var err error
+	if p.observe != nil {
+		digest := p.invOpts.Digests()
+		err = p.flight.ForEachDevice(ctx, opts, func(d *flightctl.Device) error {
+			l := d.Listed(digest)
+			p.put(p.cache, &l, changed)
+			seen[d.Metadata.Name] = true
+			// A copy, so the observer does not keep the page alive.
+			kept := *d
+			p.observe(&kept)
+			return nil
+		})
+	} else {
+		err = p.flight.ForEachListedDevice(ctx, opts, p.invOpts.Digests(), func(d *flightctl.ListedDevice) error {
+			p.put(p.cache, d, changed)
+			seen[d.Metadata.Name] = true
+			return nil
+		})
+	}
 	if err != nil {
 		return err
 	}

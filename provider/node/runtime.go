@@ -102,6 +102,9 @@ func newRuntime(cfg runtimeConfig) *Runtime {
 		kubePods: &kubePods{},
 		poller:   newPoller(cfg.flight, b, cfg.opts.Now, cfg.claimedElsewhere, timingFor(cfg.settings), cfg.marks),
 	}
+	if cfg.writer != nil {
+		rt.poller.observe = cfg.writer.Observe
+	}
 	rt.node = &nodeObject{name: rt.nodeName, binding: b, opts: cfg.opts, poller: rt.poller, kube: cfg.kube, log: cfg.log}
 	rt.reconnector = newReconnector(b.Status.DisconnectedDevices, cfg.settings.ReconnectTimeout)
 	rt.reconnector.fleet, rt.reconnector.kube, rt.reconnector.recorder = fleet, cfg.kube, cfg.recorder
