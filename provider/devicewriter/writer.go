@@ -104,7 +104,7 @@ type Writer struct {
 	// backoff bounds retries after a 409 on a stale resourceVersion.
 	backoff wait.Backoff
 
-	now     func() time.Time
+	now func() time.Time
 
 	mu      sync.Mutex
 	devices map[string]*deviceQueue
