@@ -155,8 +155,8 @@ func printTable(w io.Writer, rep *report) {
 			s.HWMKiB/1024, s.RSSBeforeKiB/1024, s.RSSAfterRampKiB/1024, s.CPUNodes, s.CPURamp, s.CPUSteadyRate, s.CPUDelete)
 		fmt.Fprintf(w, "  status loop: ramp mean %.3fs (p99 <= %.3fs, %.0f loops); steady mean %.3fs (p99 <= %.3fs, %.0f loops)\n",
 			s.LoopRamp.MeanSeconds, s.LoopRamp.P99UpperSeconds, s.LoopRamp.Loops, s.LoopSteady.MeanSeconds, s.LoopSteady.P99UpperSeconds, s.LoopSteady.Loops)
-		fmt.Fprintf(w, "  Flightctl API: %.2f calls and %.0f bytes per status pass of one binding (steady); %.2f calls (%.2f writes) and %.0f bytes per pod created; %.2f calls per pod deleted\n",
-			s.SteadyCallsPerPoll, s.SteadyBytesPerPoll, s.RampCallsPerPod, s.RampWritesPod, s.RampBytesPerPod, s.DeleteCallsPerPod)
+		fmt.Fprintf(w, "  Flightctl API: %.2f calls and %.0f bytes per status pass of one binding (steady); %.2f calls (%.2f writes, %.2f device GETs) and %.0f bytes per pod created; %.2f calls per pod deleted\n",
+			s.SteadyCallsPerPoll, s.SteadyBytesPerPoll, s.RampCallsPerPod, s.RampWritesPod, s.RampGetsPod, s.RampBytesPerPod, s.DeleteCallsPerPod)
 		fmt.Fprintf(w, "  ramp requests %v\n", s.RampRequests)
 		if p := s.Profile; p != nil {
 			fmt.Fprintf(w, "  manager CPU profile of the steady window (%.1fs, %s):\n", p.WindowSeconds, p.Profile)

@@ -54,7 +54,10 @@ type scaleResult struct {
 	RampRequests    map[string]float64 `json:"rampRequests"`
 	RampCallsPerPod float64            `json:"rampCallsPerPod"`
 	RampWritesPod   float64            `json:"rampWritesPerPod"`
-	RampBytesPerPod float64            `json:"rampBytesPerPod"`
+	// RampGetsPod is device GETs per pod created: the reads writes needed
+	// besides the poller's own (issue 17: at most 0.2).
+	RampGetsPod     float64 `json:"rampDeviceGetsPerPod"`
+	RampBytesPerPod float64 `json:"rampBytesPerPod"`
 	// Steady: S pods Running, per status pass of one binding.
 	SteadyWindow       float64            `json:"steadyWindowSeconds"`
 	SteadyRequests     map[string]float64 `json:"steadyRequests"`
@@ -229,11 +232,12 @@ ramp:
 	res.RampRequests = api
 	res.RampCallsPerPod = total / float64(cfg.ScalePods)
 	res.RampWritesPod = writes(api) / float64(cfg.ScalePods)
+	res.RampGetsPod = api["getDevice"] / float64(cfg.ScalePods)
 	res.RampBytesPerPod = (st.BytesIn + st.BytesOut) / float64(cfg.ScalePods)
 	res.LoopRamp = loopDelta(m0, m1, fleets)
 	res.ClientRequestsRamp, _ = requestDelta(m0, m1)
-	logf("scale: %d/%d pods Ready in %.1fs (%.1f pods/s, p50=%.2fs p99=%.2fs); ramp: manager CPU %.1fs, %.2f Flightctl calls per pod (%.2f writes), %.0f bytes per pod, status loop mean %.3fs",
-		res.Ready, res.Pods, res.AllReady, res.PodsPerSec, res.P50, res.P99, res.CPURamp, res.RampCallsPerPod, res.RampWritesPod, res.RampBytesPerPod, res.LoopRamp.MeanSeconds)
+	logf("scale: %d/%d pods Ready in %.1fs (%.1f pods/s, p50=%.2fs p99=%.2fs); ramp: manager CPU %.1fs, %.2f Flightctl calls per pod (%.2f writes, %.2f device GETs), %.0f bytes per pod, status loop mean %.3fs",
+		res.Ready, res.Pods, res.AllReady, res.PodsPerSec, res.P50, res.P99, res.CPURamp, res.RampCallsPerPod, res.RampWritesPod, res.RampGetsPod, res.RampBytesPerPod, res.LoopRamp.MeanSeconds)
 
 	// Steady window: everything Running, only status polls.
 	window := 10 * time.Second
