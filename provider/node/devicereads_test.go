@@ -19,7 +19,7 @@ var _ = Describe("Device reads per write", func() {
 			Prefix: "dev-", Count: 2, Labels: map[string]string{"fleet": "edge-fleet-1"},
 			CPU: 4, Memory: "8Gi", IPStart: "192.0.2.1"}}}
 		f := newFixture(ctx, flightctlsim.Options{Config: cfg}, nil)
-		Expect(k8sClient.Create(ctx, f.pod("first", "10m", "16Mi", onDevice("dev-001")))).To(Succeed())
+		Expect(k8sClient.Create(ctx, f.pod("first", "10m", "16Mi", onDevice("dev-1")))).To(Succeed())
 		Eventually(f.ready(ctx, "first"), 60*time.Second).Should(BeTrue())
 
 		// One pod after another on the same device, each written while
@@ -30,7 +30,7 @@ var _ = Describe("Device reads per write", func() {
 		f.sim.ResetStats()
 		for i := 0; i < pods; i++ {
 			name := fmt.Sprintf("next-%d", i)
-			Expect(k8sClient.Create(ctx, f.pod(name, "10m", "16Mi", onDevice("dev-001")))).To(Succeed())
+			Expect(k8sClient.Create(ctx, f.pod(name, "10m", "16Mi", onDevice("dev-1")))).To(Succeed())
 			Eventually(f.ready(ctx, name), 60*time.Second).Should(BeTrue())
 		}
 		st := f.sim.Stats()
