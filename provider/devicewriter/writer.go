@@ -17,7 +17,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"sort"
 	"strconv"
 	"sync"
 	"time"
@@ -527,20 +526,4 @@ func canonical(v any) ([]byte, error) {
 		return nil, err
 	}
 	return json.Marshal(generic) // map keys are sorted by encoding/json
-}
-
-// OwnedApplications lists the owned application names in a device spec,
-// sorted.
-func OwnedApplications(d *flightctl.Device, owned OwnedFunc) []string {
-	if d == nil || d.Spec == nil {
-		return nil
-	}
-	var out []string
-	for _, a := range d.Spec.Applications {
-		if owned(a.Name) {
-			out = append(out, a.Name)
-		}
-	}
-	sort.Strings(out)
-	return out
 }

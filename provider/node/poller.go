@@ -33,7 +33,6 @@ const (
 // flightctlClient is what a node needs from Flightctl.
 type flightctlClient interface {
 	devicewriter.Client
-	ListAllDevices(ctx context.Context, opts flightctl.ListOptions) ([]flightctl.Device, error)
 	ForEachDevice(ctx context.Context, opts flightctl.ListOptions, fn func(*flightctl.Device) error) error
 	ForEachListedDevice(ctx context.Context, opts flightctl.ListOptions, digest flightctl.AppDigestFunc, fn func(*flightctl.ListedDevice) error) error
 	eventLister

@@ -14,6 +14,7 @@ import (
 	vkv1 "github.com/vk-flightctl/vk-flightctl/api/v1alpha1"
 	"github.com/vk-flightctl/vk-flightctl/internal/logging"
 	"github.com/vk-flightctl/vk-flightctl/provider/devicewriter"
+	"github.com/vk-flightctl/vk-flightctl/provider/flightctl"
 	"github.com/vk-flightctl/vk-flightctl/provider/nodeapi"
 	"github.com/vk-flightctl/vk-flightctl/provider/placement"
 	"github.com/vk-flightctl/vk-flightctl/provider/translate"
@@ -131,18 +132,27 @@ func (r *remover) forceDelete(pod *corev1.Pod) {
 }
 
 // removeAll removes every owned application from the binding's devices;
-// used when the binding is deleted.
+// used when the binding is deleted. The listing is lean (names only): the
+// writer reads each device it changes.
 func (r *remover) removeAll(ctx context.Context) error {
-	devs, err := r.flight.ListAllDevices(ctx, nodeapi.ListOptions(r.binding))
+	owned := map[string][]string{}
+	err := r.flight.ForEachListedDevice(ctx, nodeapi.ListOptions(r.binding), nil, func(d *flightctl.ListedDevice) error {
+		if d.Metadata.Owner != nil || d.Spec == nil {
+			return nil
+		}
+		for _, a := range d.Spec.Applications {
+			if translate.IsOwnedAppName(a.Name) {
+				owned[d.Metadata.Name] = append(owned[d.Metadata.Name], a.Name)
+			}
+		}
+		return nil
+	})
 	if err != nil {
 		return err
 	}
-	for i := range devs {
-		if devs[i].Metadata.Owner != nil {
-			continue
-		}
-		for _, name := range devicewriter.OwnedApplications(&devs[i], translate.IsOwnedAppName) {
-			if _, err := r.writer.Apply(ctx, devs[i].Metadata.Name, devicewriter.Change{Name: name}); err != nil {
+	for device, names := range owned {
+		for _, name := range names {
+			if _, err := r.writer.Apply(ctx, device, devicewriter.Change{Name: name}); err != nil {
 				return err
 			}
 		}
