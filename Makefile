@@ -132,8 +132,12 @@ BENCH_QUICK ?=
 BENCH_PPROF ?=
 
 .PHONY: bench
-bench: k8s-binaries-all kwok ## vk-flightctl vs KWOK: start latency (x3, medians), rolling update, disconnect, 10k pods/1k devices (BENCH_QUICK=1: small sizes; BENCH_PPROF=1: manager CPU profile). See bench/README.md.
-	BENCH_QUICK=$(BENCH_QUICK) BENCH_PPROF=$(BENCH_PPROF) $(GO) run ./bench/cmd/vkbench
+bench: k8s-binaries-all kwok ## vk-flightctl vs KWOK: start latency (x3, medians), rolling update, disconnect, 10k pods/1k devices (BENCH_QUICK=1: small sizes; BENCH_PPROF=1: manager CPU profile). FLIGHTCTL=real: 1,000 fake devices on a real Flightctl v1.2.0, server CPU and bytes/min in steady state. See bench/README.md.
+ifeq ($(FLIGHTCTL),real)
+	BENCH_QUICK=$(BENCH_QUICK) hack/bench-real.sh
+else
+	BENCH_QUICK=$(BENCH_QUICK) BENCH_PPROF=$(BENCH_PPROF) $(GO) run ./bench/cmd/vkbench -flightctl sim
+endif
 
 .PHONY: real-flightctl-up
 real-flightctl-up: ## Start a real Flightctl v1.2.0 on 127.0.0.1 (PostgreSQL, Redis, API, worker, periodic, test OIDC issuer); then eval the output of hack/real-flightctl.sh env.

@@ -16,6 +16,8 @@
 #           endpoint issues $REAL_OIDC_ACCESS_TTL tokens, default 10s):
 #             eval "$(hack/real-flightctl.sh env)"
 #   status  say what is running.
+#   pids    print "<name> <pid>" per running process (postgres: the
+#           postmaster), for the bench's server CPU readings.
 #
 # State (database, certificates, config, logs, pids) lives in
 # $REAL_FLIGHTCTL_DIR (default .local/real-flightctl). `down --purge` also
@@ -405,10 +407,21 @@ cmd_status() {
   if [ -f "$PGDATA/postmaster.pid" ]; then echo "postgresql: running"; else echo "postgresql: stopped"; fi
 }
 
+# cmd_pids prints "<name> <pid>" for every running process (PostgreSQL as
+# postgres, its postmaster), for tools that measure the server's CPU.
+cmd_pids() {
+  local p
+  for p in oidc-issuer redis flightctl-api flightctl-worker flightctl-periodic; do
+    if pid_alive "$p"; then echo "$p $(cat "$PIDS/$p.pid")"; fi
+  done
+  if [ -f "$PGDATA/postmaster.pid" ]; then echo "postgres $(head -1 "$PGDATA/postmaster.pid")"; fi
+}
+
 case "${1:-}" in
   up) cmd_up ;;
+  pids) cmd_pids ;;
   down) shift; cmd_down "$@" ;;
   env) cmd_env ;;
   status) cmd_status ;;
-  *) echo "usage: $0 up|down [--purge]|env|status" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down [--purge]|env|status|pids" >&2; exit 2 ;;
 esac

@@ -275,15 +275,20 @@ func (c *Client) attempt(ctx context.Context, r request, u string, n int) (*resp
 	var (
 		raw       []byte
 		streamErr error
+		received  int64
 	)
 	if err == nil {
 		if r.stream != nil && success(hresp.StatusCode) {
-			streamErr, err = c.streamBody(r, hresp)
+			received, streamErr, err = c.streamBody(r, hresp)
 		} else {
 			raw, err = readBody(hresp)
+			received = int64(len(raw))
 		}
 	}
 	elapsed := time.Since(start)
+	// Body bytes, counted whether or not the call succeeded: a refused
+	// or cut-off exchange still crossed the network.
+	observeBytes(r.op, int64(len(r.body)), received)
 
 	code := 0
 	if hresp != nil {
@@ -332,20 +337,27 @@ func readBody(hresp *http.Response) ([]byte, error) {
 	return raw, err
 }
 
-// streamBody hands a 2xx body to r.stream and closes it. A failure to
+// streamBody hands a 2xx body to r.stream and closes it, returning how
+// many body bytes the decoder read. A failure to
 // read the body is a transport error (readErr), retried like any other; a
 // body that does not decode is decodeErr, which is not.
-func (c *Client) streamBody(r request, hresp *http.Response) (decodeErr, readErr error) {
+func (c *Client) streamBody(r request, hresp *http.Response) (n int64, decodeErr, readErr error) {
 	body := &streamedBody{r: io.LimitReader(hresp.Body, maxResponseBytes+1)}
 	err := r.stream(body)
+	if err == nil && body.err == nil {
+		// A decoder stops at the end of its value; the rest (a newline,
+		// or pages a stopped caller did not want) still crossed the wire,
+		// and reading it lets the connection be reused.
+		_, _ = io.Copy(io.Discard, body)
+	}
 	_ = hresp.Body.Close()
 	switch {
 	case body.err != nil:
-		return nil, body.err
+		return body.n, nil, body.err
 	case err != nil:
-		return c.decodeError(r, hresp, body.head, err), nil
+		return body.n, c.decodeError(r, hresp, body.head, err), nil
 	}
-	return nil, nil
+	return body.n, nil, nil
 }
 
 // decodeError describes a 2xx body that could not be decoded, quoting

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/go-logr/logr/funcr"
@@ -447,5 +448,64 @@ func TestTruncate(t *testing.T) {
 	got := truncate(strings.Repeat("ä", 10), 5) // 20 bytes, cut inside a rune
 	if got != "ää... (20 bytes)" {
 		t.Errorf("%q", got)
+	}
+}
+
+// TestByteMetrics checks that the byte counters add exactly the body
+// bytes of each exchange: a buffered GET, a streamed listing (read to its
+// end even though the decoder stops at the closing brace), and a PUT's
+// request body.
+func TestByteMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	if err := RegisterMetrics(reg); err != nil {
+		t.Fatal(err)
+	}
+	dev, _ := json.Marshal(testDevice("d1"))
+	list, _ := json.Marshal(DeviceList{APIVersion: APIVersion, Kind: KindDeviceList, Items: []Device{testDevice("d1"), testDevice("d2")}})
+	// Trailing bytes a decoder never asks for: more than it buffers.
+	list = append(list, strings.Repeat("\n", 256<<10)...)
+	var gotPut atomic.Int64
+	srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		switch {
+		case r.Method == http.MethodGet && r.URL.Path == "/api/v1/devices":
+			_, _ = w.Write(list)
+		case r.Method == http.MethodPut:
+			b, _ := io.ReadAll(r.Body)
+			gotPut.Add(int64(len(b)))
+			_, _ = w.Write(dev)
+		default:
+			_, _ = w.Write(dev)
+		}
+	})
+	c := newTestClient(t, srv.URL)
+	get := map[string]string{"operation": OpGetDevice}
+	lst := map[string]string{"operation": OpListDevices}
+	put := map[string]string{"operation": OpReplaceDevice}
+	val := func(name string, l map[string]string) float64 { return counterValue(t, reg, name, l) }
+	g0, l0, p0, s0 := val("flightctl_client_response_bytes_total", get), val("flightctl_client_response_bytes_total", lst),
+		val("flightctl_client_response_bytes_total", put), val("flightctl_client_request_bytes_total", put)
+	ctx := context.Background()
+	d, err := c.GetDevice(ctx, "d1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ForEachListedDevice(ctx, ListOptions{}, nil, func(*ListedDevice) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ReplaceDevice(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	if got := val("flightctl_client_response_bytes_total", get) - g0; got != float64(len(dev)) {
+		t.Errorf("get_device response bytes = %v, want %d", got, len(dev))
+	}
+	if got := val("flightctl_client_response_bytes_total", lst) - l0; got != float64(len(list)) {
+		t.Errorf("list_devices response bytes = %v, want %d", got, len(list))
+	}
+	if got := val("flightctl_client_response_bytes_total", put) - p0; got != float64(len(dev)) {
+		t.Errorf("replace_device response bytes = %v, want %d", got, len(dev))
+	}
+	if got, want := val("flightctl_client_request_bytes_total", put)-s0, float64(gotPut.Load()); got != want || want == 0 {
+		t.Errorf("replace_device request bytes = %v, server read %v", got, want)
 	}
 }

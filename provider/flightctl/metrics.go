@@ -48,13 +48,25 @@ var (
 		// From a loopback simulator (ms) to a slow token check (~10 s).
 		Buckets: []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30},
 	}, []string{"operation"})
+
+	// The byte counters are what a poll costs on the wire (issue 17):
+	// bodies only, as decoded by the client; HTTP headers and TLS framing
+	// add a few hundred bytes per request on top.
+	requestBytes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "flightctl_client_request_bytes_total",
+		Help: "Request body bytes sent to the Flightctl API, by operation (retries included; headers and TLS not counted).",
+	}, []string{"operation"})
+	responseBytes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "flightctl_client_response_bytes_total",
+		Help: "Response body bytes read from the Flightctl API, by operation (error bodies included; headers and TLS not counted).",
+	}, []string{"operation"})
 )
 
 // RegisterMetrics exposes the client metrics on reg, for example
 // controller-runtime's metrics.Registry. Registering on the same registry
 // twice is not an error.
 func RegisterMetrics(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{requestsTotal, requestDuration} {
+	for _, c := range []prometheus.Collector{requestsTotal, requestDuration, requestBytes, responseBytes} {
 		if err := reg.Register(c); err != nil {
 			var already prometheus.AlreadyRegisteredError
 			if !errors.As(err, &already) {
@@ -145,4 +157,11 @@ func observe(op string, code int, seconds float64) {
 	}
 	requestsTotal.WithLabelValues(op, label).Inc()
 	requestDuration.WithLabelValues(op).Observe(seconds)
+}
+
+// observeBytes counts one attempt's body bytes: sent is the request body,
+// received what was read of the response body.
+func observeBytes(op string, sent, received int64) {
+	requestBytes.WithLabelValues(op).Add(float64(sent))
+	responseBytes.WithLabelValues(op).Add(float64(received))
 }

@@ -168,6 +168,8 @@ type bindingSpec struct {
 	Fleet            string
 	MaxPods          int
 	ReconnectTimeout string
+	// PollInterval is statusPollInterval; 0 means the bench's 1 s.
+	PollInterval time.Duration
 }
 
 // applyBinding creates the credentials Secret for sim (once per name) and
@@ -179,6 +181,10 @@ func (b *bench) applyBinding(ctx context.Context, sim *simProc, secretName strin
 	}
 	if _, err := b.cs.CoreV1().Secrets(secret.Namespace).Create(ctx, secret, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return err
+	}
+	poll := pollInterval
+	if spec.PollInterval > 0 {
+		poll = spec.PollInterval
 	}
 	if spec.MaxPods < 110 {
 		spec.MaxPods = 110
@@ -199,7 +205,7 @@ spec:
   reconnectTimeout: %[5]s
   maxPods: %[4]d
   applicationFormat: quadlet
-`, spec.Fleet, quickstart.DefaultBindingNamespace, pollInterval, spec.MaxPods, spec.ReconnectTimeout, secretName)
+`, spec.Fleet, quickstart.DefaultBindingNamespace, poll, spec.MaxPods, spec.ReconnectTimeout, secretName)
 	path := filepath.Join(b.state, "fleetbinding-"+spec.Fleet+".yaml")
 	if err := os.WriteFile(path, []byte(manifest), 0o644); err != nil {
 		return err
@@ -298,6 +304,12 @@ func waitNodeReady(ctx context.Context, cs kubernetes.Interface, name string, ti
 // startProc starts a process in its own process group that the kernel
 // kills if this program dies.
 func startProc(logPath, bin string, args ...string) (*exec.Cmd, error) {
+	return startProcEnv(logPath, nil, bin, args...)
+}
+
+// startProcEnv is startProc with extra environment variables (tokens go
+// there, never on the command line, which ps shows).
+func startProcEnv(logPath string, env []string, bin string, args ...string) (*exec.Cmd, error) {
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
 	if err != nil {
 		return nil, err
@@ -305,6 +317,9 @@ func startProc(logPath, bin string, args ...string) (*exec.Cmd, error) {
 	defer f.Close()
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = f, f
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return nil, err

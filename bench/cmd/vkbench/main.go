@@ -29,9 +29,15 @@
 // allocatable. Numbers are printed and written to bench/results, never
 // asserted: machines are noisy.
 //
+// With -flightctl real (make bench FLIGHTCTL=real, hack/bench-real.sh) it
+// runs instead the start workload and steady windows against a real
+// Flightctl v1.2.0 with fake devices enrolled over its agent endpoint, and
+// reports the server's CPU and the manager's bytes per minute (real.go).
+//
 // Usage: go run ./bench/cmd/vkbench [-quick] [-workloads start,churn,disconnect,scale]
 // [-pods P] [-devices N] [-reps R] [-dx-pods D] [-scale-pods S -scale-devices N -scale-bindings B] [-pprof]
-// [-cost-model real-v1.2|off] (BENCH_QUICK=1 is the same as -quick).
+// [-cost-model real-v1.2|off] [-flightctl sim|real [-real-window D] [-real-heartbeat D]]
+// (BENCH_QUICK=1 is the same as -quick).
 package main
 
 import (
@@ -102,6 +108,14 @@ type config struct {
 	// that the bench's Flightctl costs what a real one does; off measures
 	// the manager against an instant server.
 	CostModel string `json:"costModel"`
+	// Flightctl is sim (the bench simulators) or real: a real Flightctl
+	// v1.2.0 from the environment (FLIGHTCTL_URL & co.), start workload
+	// and steady windows only (real.go).
+	Flightctl string `json:"flightctl"`
+	// RealWindow is the length of each steady window against a real
+	// Flightctl; RealHeartbeat the fake agents' status period.
+	RealWindow    time.Duration `json:"realWindow,omitempty"`
+	RealHeartbeat time.Duration `json:"realHeartbeat,omitempty"`
 }
 
 func (c config) runs(w string) bool {
@@ -127,6 +141,13 @@ func main() {
 	flag.IntVar(&cfg.ScaleBindings, "scale-bindings", 0, "FleetBindings the scale workload spreads devices and pods over (default 2 quick, 10 full)")
 	flag.BoolVar(&cfg.Pprof, "pprof", os.Getenv("BENCH_PPROF") == "1", "capture CPU profiles of the manager during the first vk bare-pod run and the scale workload's steady window (BENCH_PPROF=1)")
 	flag.StringVar(&cfg.CostModel, "cost-model", flightctlsim.CostModelRealV12, "server cost model of the bench simulators: "+flightctlsim.CostModelRealV12+" (calibrated on a real Flightctl v1.2.0) or off (instant server)")
+	defFlightctl := os.Getenv("FLIGHTCTL")
+	if defFlightctl == "" {
+		defFlightctl = "sim"
+	}
+	flag.StringVar(&cfg.Flightctl, "flightctl", defFlightctl, "sim (bench simulators) or real (a real Flightctl v1.2.0 named by FLIGHTCTL_URL, FLIGHTCTL_TOKEN, FLIGHTCTL_CA: start workload and steady windows; see bench/README.md)")
+	flag.DurationVar(&cfg.RealWindow, "real-window", 0, "-flightctl real: length of each steady window (default 60s quick, 180s full)")
+	flag.DurationVar(&cfg.RealHeartbeat, "real-heartbeat", 60*time.Second, "-flightctl real: status period of the fake agents (the real agent's default is 60s; the server marks a device silent for 5 min disconnected)")
 	flag.Parse()
 	if _, err := flightctlsim.CostModelByName(cfg.CostModel); err != nil {
 		fmt.Fprintln(os.Stderr, "vkbench: -cost-model:", err)
@@ -137,6 +158,17 @@ func main() {
 			*v = full
 			if cfg.Quick {
 				*v = quick
+			}
+		}
+	}
+	if cfg.Flightctl == "real" {
+		// One pod per device: the issue's 1,000-device steady state.
+		def(&cfg.Devices, 20, 1000)
+		def(&cfg.Pods, cfg.Devices, cfg.Devices)
+		if cfg.RealWindow <= 0 {
+			cfg.RealWindow = 180 * time.Second
+			if cfg.Quick {
+				cfg.RealWindow = 60 * time.Second
 			}
 		}
 	}
@@ -173,7 +205,16 @@ func main() {
 
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
-	if err := run(ctx, cfg); err != nil {
+	runner := run
+	switch cfg.Flightctl {
+	case "sim":
+	case "real":
+		runner = runReal
+	default:
+		fmt.Fprintf(os.Stderr, "vkbench: -flightctl %q: want sim or real\n", cfg.Flightctl)
+		os.Exit(2)
+	}
+	if err := runner(ctx, cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "vkbench:", err)
 		os.Exit(1)
 	}

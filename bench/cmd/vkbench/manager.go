@@ -153,6 +153,14 @@ type metricsSnapshot struct {
 	// every Kubernetes request the manager sent (informers' lists and
 	// watches included).
 	kube map[string]float64
+	// polls is vk_flightctl_device_polls_total summed by kind (full,
+	// hot, events, unhealthy) over every binding.
+	polls map[string]float64
+	// reqBytes and respBytes are flightctl_client_{request,response}_bytes_total
+	// by operation.
+	reqBytes, respBytes map[string]float64
+	// hot is vk_flightctl_hot_devices summed over bindings.
+	hot float64
 }
 
 // histogram is a Prometheus histogram's cumulative buckets.
@@ -184,7 +192,8 @@ func parseMetrics(r io.Reader) (metricsSnapshot, error) {
 	if err != nil {
 		return metricsSnapshot{}, fmt.Errorf("parsing manager metrics: %w", err)
 	}
-	snap := metricsSnapshot{loop: map[string]histogram{}, requests: map[string]float64{}, kube: map[string]float64{}}
+	snap := metricsSnapshot{loop: map[string]histogram{}, requests: map[string]float64{}, kube: map[string]float64{},
+		polls: map[string]float64{}, reqBytes: map[string]float64{}, respBytes: map[string]float64{}}
 	label := func(m *dto.Metric, name string) string {
 		for _, l := range m.GetLabel() {
 			if l.GetName() == name {
@@ -212,6 +221,20 @@ func parseMetrics(r io.Reader) (metricsSnapshot, error) {
 		for _, m := range f.GetMetric() {
 			snap.requests[label(m, "operation")] += m.GetCounter().GetValue()
 		}
+	}
+	for name, into := range map[string]map[string]float64{
+		"flightctl_client_request_bytes_total":  snap.reqBytes,
+		"flightctl_client_response_bytes_total": snap.respBytes,
+	} {
+		for _, m := range fams[name].GetMetric() {
+			into[label(m, "operation")] += m.GetCounter().GetValue()
+		}
+	}
+	for _, m := range fams["vk_flightctl_device_polls_total"].GetMetric() {
+		snap.polls[label(m, "kind")] += m.GetCounter().GetValue()
+	}
+	for _, m := range fams["vk_flightctl_hot_devices"].GetMetric() {
+		snap.hot += m.GetGauge().GetValue()
 	}
 	if f := fams["rest_client_requests_total"]; f != nil {
 		for _, m := range f.GetMetric() {
