@@ -1,6 +1,7 @@
 package flightctl
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -81,6 +82,31 @@ func ReadDeviceList(r io.Reader, digest AppDigestFunc, fn func(*ListedDevice) er
 			return err
 		}
 		return fn(d)
+	})
+}
+
+// ReadDeviceListFull is ReadDeviceList that also decodes in full, from
+// the same bytes, the devices full selects by name, and hands them to fn
+// as well (nil for the others). Each device's JSON is held only while it
+// is decoded, so memory still follows one device.
+func ReadDeviceListFull(r io.Reader, digest AppDigestFunc, full func(name string) bool, fn func(*ListedDevice, *Device) error) (ListMeta, error) {
+	return readList(r, KindDeviceList, func(dec *json.Decoder) error {
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return fmt.Errorf("decode device: %w", err)
+		}
+		d, err := decodeListed(json.NewDecoder(bytes.NewReader(raw)), digest)
+		if err != nil {
+			return err
+		}
+		if !full(d.Metadata.Name) {
+			return fn(d, nil)
+		}
+		var whole Device
+		if err := json.Unmarshal(raw, &whole); err != nil {
+			return fmt.Errorf("decode device %s: %w", d.Metadata.Name, err)
+		}
+		return fn(d, &whole)
 	})
 }
 

@@ -291,3 +291,58 @@ func TestForEachListedDeviceFailures(t *testing.T) {
 		}
 	})
 }
+
+// The full-keeping reader gives every device the lean reader gives and,
+// for the selected ones only, the device exactly as the full decode has
+// it (real v1.2.0 transcripts).
+func TestReadDeviceListFullKeepsSelectedDevices(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("testdata", "transcripts", "*.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := 0
+	for _, f := range files {
+		ex := loadTranscript(t, filepath.Base(f))
+		if ex.StatusCode != http.StatusOK || !bytes.Contains(ex.ResponseBody, []byte(`"kind": "DeviceList"`)) {
+			continue
+		}
+		var whole DeviceList
+		if err := json.Unmarshal(ex.ResponseBody, &whole); err != nil {
+			t.Fatal(err)
+		}
+		lean, leanMeta := listedLean(t, ex.ResponseBody, contentDigest)
+		// Every other device is selected, so both paths are taken.
+		selected := map[string]bool{}
+		for i, d := range whole.Items {
+			if i%2 == 0 {
+				selected[d.Metadata.Name] = true
+			}
+		}
+		var got []ListedDevice
+		meta, err := ReadDeviceListFull(bytes.NewReader(ex.ResponseBody), contentDigest, func(name string) bool { return selected[name] },
+			func(d *ListedDevice, full *Device) error {
+				got = append(got, *d)
+				i := len(got) - 1
+				switch {
+				case selected[d.Metadata.Name] && full == nil:
+					t.Errorf("%s: selected device %s came without its full decode", filepath.Base(f), d.Metadata.Name)
+				case !selected[d.Metadata.Name] && full != nil:
+					t.Errorf("%s: device %s was decoded in full without being selected", filepath.Base(f), d.Metadata.Name)
+				case full != nil && !reflect.DeepEqual(*full, whole.Items[i]):
+					t.Errorf("%s: device %s decoded in full differs from the full decode", filepath.Base(f), d.Metadata.Name)
+				case full != nil:
+					kept++
+				}
+				return nil
+			})
+		if err != nil {
+			t.Fatalf("%s: %v", filepath.Base(f), err)
+		}
+		if !reflect.DeepEqual(got, lean) || !reflect.DeepEqual(meta, leanMeta) {
+			t.Errorf("%s: listed devices differ from the lean reader's", filepath.Base(f))
+		}
+	}
+	if kept < 3 {
+		t.Fatalf("only %d devices were kept in full", kept)
+	}
+}

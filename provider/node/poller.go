@@ -33,8 +33,8 @@ const (
 // flightctlClient is what a node needs from Flightctl.
 type flightctlClient interface {
 	devicewriter.Client
-	ForEachDevice(ctx context.Context, opts flightctl.ListOptions, fn func(*flightctl.Device) error) error
 	ForEachListedDevice(ctx context.Context, opts flightctl.ListOptions, digest flightctl.AppDigestFunc, fn func(*flightctl.ListedDevice) error) error
+	ForEachListedDeviceFull(ctx context.Context, opts flightctl.ListOptions, digest flightctl.AppDigestFunc, full func(string) bool, fn func(*flightctl.ListedDevice, *flightctl.Device) error) error
 	eventLister
 }
 
@@ -96,9 +96,11 @@ type poller struct {
 	// marks are devices written to or named by events lately.
 	marks *hotMarks
 	// observe, when set, is handed each hot device as read, spec in full
-	// (the device writer's Observe): the devices read by name are the
-	// ones being written to, and a write that starts from that read needs
-	// no GET of its own.
+	// (the device writer's Observe): the hot devices are the ones being
+	// written to, and a write that starts from that read needs no GET of
+	// its own. Every read decodes its hot devices in full (the rest lean),
+	// whichever kind of read it is: in a burst most devices are hot and
+	// the by-name read becomes a full listing.
 	observe func(*flightctl.Device)
 
 	// Touched by poll only.
@@ -141,40 +143,61 @@ func newPoller(flight flightctlClient, b *vkv1.FleetBinding, now func() time.Tim
 func (p *poller) poll(ctx context.Context, podHot map[string]bool) error {
 	started := time.Now()
 	if p.fullDue(started) {
-		return p.pollFull(ctx, started)
+		return p.pollFull(ctx, started, p.hotSet(podHot))
 	}
 	named, err := p.cursor.read(ctx)
 	devicePolls.WithLabelValues(p.binding.Spec.Fleet, pollEvents).Inc()
 	if err != nil {
 		// Events may have been missed: only a full listing is sure.
-		return p.pollFull(ctx, started)
+		return p.pollFull(ctx, started, p.hotSet(podHot))
 	}
 	for name := range named {
 		p.marks.mark(name)
 	}
 	changed := map[string]bool{}
 	read := map[string]bool{}
+	hot := p.hotSet(podHot)
 	if started.Sub(p.lastUnhealthy) >= p.timing.unhealthy-p.timing.slack {
-		if err := p.pollUnhealthy(ctx, changed, read); err != nil {
+		if err := p.pollUnhealthy(ctx, changed, read, hot); err != nil {
 			return p.failed(err)
 		}
 		p.lastUnhealthy = started
 	}
-	hot := p.hotNames(podHot, read)
-	hotDevices.WithLabelValues(p.binding.Spec.Fleet).Set(float64(len(hot)))
-	if 2*len(hot) > len(p.cache) {
+	names := unread(hot, read)
+	hotDevices.WithLabelValues(p.binding.Spec.Fleet).Set(float64(len(names)))
+	if 2*len(names) > len(p.cache) {
 		// Reading most devices by name costs more than listing them.
-		return p.pollFull(ctx, started)
+		return p.pollFull(ctx, started, hot)
 	}
-	for len(hot) > 0 {
-		chunk := hot[:min(len(hot), namesPerHotList)]
-		hot = hot[len(chunk):]
+	for len(names) > 0 {
+		chunk := names[:min(len(names), namesPerHotList)]
+		names = names[len(chunk):]
 		if err := p.pollNames(ctx, chunk, changed); err != nil {
 			return p.failed(err)
 		}
 	}
 	p.publish(changed, false)
 	return nil
+}
+
+// list reads the devices opts selects, handing each to fn. With an
+// observer, the devices in hot are decoded in full as well and offered to
+// it; the others, and every device without one, are decoded lean.
+func (p *poller) list(ctx context.Context, opts flightctl.ListOptions, hot map[string]bool, fn func(*flightctl.ListedDevice)) error {
+	if p.observe == nil || len(hot) == 0 {
+		return p.flight.ForEachListedDevice(ctx, opts, p.invOpts.Digests(), func(d *flightctl.ListedDevice) error {
+			fn(d)
+			return nil
+		})
+	}
+	return p.flight.ForEachListedDeviceFull(ctx, opts, p.invOpts.Digests(), func(name string) bool { return hot[name] },
+		func(d *flightctl.ListedDevice, whole *flightctl.Device) error {
+			fn(d)
+			if whole != nil {
+				p.observe(whole)
+			}
+			return nil
+		})
 }
 
 // fullDue says whether this poll must list every device.
@@ -189,14 +212,13 @@ func (p *poller) fullDue(now time.Time) bool {
 // pollFull lists every device, replacing the cache. The event checkpoint
 // is taken first, so an event recorded during the listing is read again
 // rather than lost.
-func (p *poller) pollFull(ctx context.Context, started time.Time) error {
+func (p *poller) pollFull(ctx context.Context, started time.Time, hot map[string]bool) error {
 	devicePolls.WithLabelValues(p.binding.Spec.Fleet, pollFull).Inc()
 	primeErr := p.cursor.prime(ctx)
 	fresh := make(map[string]cachedDevice, len(p.cache))
 	changed := map[string]bool{}
-	err := p.flight.ForEachListedDevice(ctx, nodeapi.ListOptions(p.binding), p.invOpts.Digests(), func(d *flightctl.ListedDevice) error {
+	err := p.list(ctx, nodeapi.ListOptions(p.binding), hot, func(d *flightctl.ListedDevice) {
 		p.put(fresh, d, changed)
-		return nil
 	})
 	if err != nil {
 		return p.failed(err)
@@ -221,7 +243,7 @@ func (p *poller) pollFull(ctx context.Context, started time.Time) error {
 
 // pollUnhealthy lists the devices whose device or applications summary
 // is not healthy (two calls: field selectors are ANDed).
-func (p *poller) pollUnhealthy(ctx context.Context, changed, read map[string]bool) error {
+func (p *poller) pollUnhealthy(ctx context.Context, changed, read, hot map[string]bool) error {
 	devicePolls.WithLabelValues(p.binding.Spec.Fleet, pollUnhealthy).Inc()
 	for _, sel := range []string{
 		"status.summary.status!=" + flightctl.DeviceSummaryOnline,
@@ -229,10 +251,9 @@ func (p *poller) pollUnhealthy(ctx context.Context, changed, read map[string]boo
 	} {
 		opts := nodeapi.ListOptions(p.binding)
 		opts.FieldSelector = joinSelectors(opts.FieldSelector, sel)
-		err := p.flight.ForEachListedDevice(ctx, opts, p.invOpts.Digests(), func(d *flightctl.ListedDevice) error {
+		err := p.list(ctx, opts, hot, func(d *flightctl.ListedDevice) {
 			p.put(p.cache, d, changed)
 			read[d.Metadata.Name] = true
-			return nil
 		})
 		if err != nil {
 			return err
@@ -241,34 +262,21 @@ func (p *poller) pollUnhealthy(ctx context.Context, changed, read map[string]boo
 	return nil
 }
 
-// pollNames reads the named devices; one the listing no longer returns
-// was deleted or left the selector. With an observer the devices are
-// decoded in full (at most namesPerHotList of them per page) and handed
-// to it; else only what a ListedDevice keeps.
+// pollNames reads the named devices, all hot; one the listing no longer
+// returns was deleted or left the selector.
 func (p *poller) pollNames(ctx context.Context, names []string, changed map[string]bool) error {
 	devicePolls.WithLabelValues(p.binding.Spec.Fleet, pollHot).Inc()
 	opts := nodeapi.ListOptions(p.binding)
 	opts.FieldSelector = joinSelectors(opts.FieldSelector, "metadata.name in ("+strings.Join(names, ",")+")")
 	seen := make(map[string]bool, len(names))
-	var err error
-	if p.observe != nil {
-		digest := p.invOpts.Digests()
-		err = p.flight.ForEachDevice(ctx, opts, func(d *flightctl.Device) error {
-			l := d.Listed(digest)
-			p.put(p.cache, &l, changed)
-			seen[d.Metadata.Name] = true
-			// A copy, so the observer does not keep the page alive.
-			kept := *d
-			p.observe(&kept)
-			return nil
-		})
-	} else {
-		err = p.flight.ForEachListedDevice(ctx, opts, p.invOpts.Digests(), func(d *flightctl.ListedDevice) error {
-			p.put(p.cache, d, changed)
-			seen[d.Metadata.Name] = true
-			return nil
-		})
+	hot := make(map[string]bool, len(names))
+	for _, name := range names {
+		hot[name] = true
 	}
+	err := p.list(ctx, opts, hot, func(d *flightctl.ListedDevice) {
+		p.put(p.cache, d, changed)
+		seen[d.Metadata.Name] = true
+	})
 	if err != nil {
 		return err
 	}
@@ -311,10 +319,10 @@ func settled(d *flightctl.ListedDevice) bool {
 		d.Metadata.Annotations[flightctl.AnnotationRenderedVersion] == st.Config.RenderedVersion
 }
 
-// hotNames are the devices to read by name this poll, sorted, leaving
-// out those already read.
-func (p *poller) hotNames(podHot, read map[string]bool) []string {
-	set := map[string]bool{}
+// hotSet is the devices to read by name this poll: podHot plus the
+// marked and the unsettled ones.
+func (p *poller) hotSet(podHot map[string]bool) map[string]bool {
+	set := make(map[string]bool, len(podHot))
 	for name := range podHot {
 		set[name] = true
 	}
@@ -326,8 +334,13 @@ func (p *poller) hotNames(podHot, read map[string]bool) []string {
 			set[name] = true
 		}
 	}
-	out := make([]string, 0, len(set))
-	for name := range set {
+	return set
+}
+
+// unread is hot without the devices already read, sorted.
+func unread(hot, read map[string]bool) []string {
+	out := make([]string, 0, len(hot))
+	for name := range hot {
 		if !read[name] {
 			out = append(out, name)
 		}

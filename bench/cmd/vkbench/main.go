@@ -342,7 +342,7 @@ func run(ctx context.Context, cfg config) (err error) {
 	logf("node %s Ready: allocatable cpu=%s memory=%s pods=%s", vkNode,
 		b.vkNode.Status.Allocatable.Cpu(), b.vkNode.Status.Allocatable.Memory(), b.vkNode.Status.Allocatable.Pods())
 
-	if cfg.runs(wlStart) || cfg.runs(wlChurn) {
+	if cfg.runs(wlStart) || cfg.runs(wlChurn) || cfg.runs(wlScale) {
 		kwok, err := startKwok(kwokBin, stack.Kubeconfig, b.state)
 		if err != nil {
 			return err

@@ -151,6 +151,12 @@ func printTable(w io.Writer, rep *report) {
 		}
 		fmt.Fprintf(w, "  nodes Ready %.1fs; %d/%d pods Ready in %.1fs%s = %.1f pods/s, p50 %.2fs p99 %.2fs; deleted in %.1fs\n",
 			s.NodesReady, s.Ready, s.Pods, s.AllReady, timedOut, s.PodsPerSec, s.P50, s.P99, s.Delete)
+		if k := s.Kwok; k != nil {
+			fmt.Fprintf(w, "  KWOK, same pods on one node: %.1f pods/s, p50 %.2fs p99 %.2fs; vk/KWOK: throughput %.2fx, p99 %.2fx\n",
+				k.PodsPerSec, k.P50, k.P99, div(s.PodsPerSec, k.PodsPerSec), div(s.P99, k.P99))
+		} else if s.KwokError != "" {
+			fmt.Fprintf(w, "  KWOK run failed: %s\n", s.KwokError)
+		}
 		fmt.Fprintf(w, "  manager: VmHWM %d MiB (RSS %d MiB before, %d MiB with all pods); CPU %.1fs nodes, %.1fs ramp, %.2f cores steady, %.1fs delete\n",
 			s.HWMKiB/1024, s.RSSBeforeKiB/1024, s.RSSAfterRampKiB/1024, s.CPUNodes, s.CPURamp, s.CPUSteadyRate, s.CPUDelete)
 		fmt.Fprintf(w, "  status loop: ramp mean %.3fs (p99 <= %.3fs, %.0f loops); steady mean %.3fs (p99 <= %.3fs, %.0f loops)\n",

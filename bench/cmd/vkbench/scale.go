@@ -72,6 +72,11 @@ type scaleResult struct {
 	// Profile is the manager's CPU profile over the steady window
 	// (-pprof only).
 	Profile *profileResult `json:"cpuProfileSteady,omitempty"`
+	// Kwok is the same S bare pods, created the same way, on the KWOK
+	// node: the control plane's own cost at this size, for the ratios.
+	Kwok *phaseResult `json:"kwok,omitempty"`
+	// KwokError says why the KWOK run did not finish, if it did not.
+	KwokError string `json:"kwokError,omitempty"`
 }
 
 // scaleSimConfig generates the scale devices: binding i gets devices
@@ -338,7 +343,25 @@ ramp:
 	res.HWMKiB = b.mgr.sample().VmHWMKiB
 	logf("scale: deleted in %.1fs (manager CPU %.1fs, %.2f Flightctl calls per pod); manager VmHWM %d MiB",
 		res.Delete, res.CPUDelete, res.DeleteCallsPerPod, res.HWMKiB/1024)
+	b.runScaleKwok(ctx, res)
 	return nil
+}
+
+// runScaleKwok creates the scale workload's S bare pods on the KWOK node
+// by the same 32 clients, after the vk pods are gone: what the local
+// control plane alone needs for that many pods, so the vk numbers get a
+// ratio. A KWOK failure is reported, not fatal: the vk numbers stand.
+func (b *bench) runScaleKwok(ctx context.Context, res *scaleResult) {
+	r, err := measure(ctx, b.cs, "kwok", kwokNode, nil, "bare", b.cfg.ScalePods, phaseHooks{})
+	if err != nil {
+		res.KwokError = err.Error()
+		logf("scale: KWOK run: %v", err)
+		return
+	}
+	r.Latencies = nil
+	res.Kwok = &r
+	logf("scale: KWOK %d pods Ready in %.1fs (%.1f pods/s, p50=%.2fs p99=%.2fs); deleted in %.1fs",
+		r.Pods, r.AllReady, r.PodsPerSec, r.P50, r.P99, r.Delete)
 }
 
 // writes sums the requests that change something in Flightctl.
