@@ -160,3 +160,33 @@ func TestStatusReportCarriesNoSpec(t *testing.T) {
 		t.Error("the report shares maps with the cache or the caller's status")
 	}
 }
+
+// TestAdoptStatus: a record shares the informer's status once the status
+// it reported comes back, and keeps its own when they differ or the
+// informer's pod is another one of the same name.
+func TestAdoptStatus(t *testing.T) {
+	cached := decodePod(t, "p", "2", "pause:3.10", "Running")
+	s := newPodStore()
+	st, _ := s.admit(decodePod(t, "p", "1", "pause:3.10", "Pending"))
+	own := *cached.Status.DeepCopy()
+	s.with(st, func(st *podState) { st.status = own })
+
+	s.adoptStatus(cached)
+	if v := s.view(st); &v.status.Conditions[0] != &cached.Status.Conditions[0] {
+		t.Error("an equal status is not shared with the informer's copy")
+	}
+
+	other := decodePod(t, "p", "3", "pause:3.10", "Running")
+	other.UID = "another-pod"
+	s.with(st, func(st *podState) { st.status = own })
+	s.adoptStatus(other)
+	if v := s.view(st); &v.status.Conditions[0] != &own.Conditions[0] {
+		t.Error("the status of another pod of the same name was adopted")
+	}
+
+	changed := decodePod(t, "p", "4", "pause:3.10", "Pending")
+	s.adoptStatus(changed)
+	if v := s.view(st); v.status.Phase != corev1.PodRunning || &v.status.Conditions[0] != &own.Conditions[0] {
+		t.Error("a different status replaced the record's")
+	}
+}

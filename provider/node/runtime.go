@@ -169,6 +169,9 @@ func (rt *Runtime) Run(ctx context.Context) error {
 		informers.WithTransform(podCache.transform))
 	podInformer := factory.Core().V1().Pods()
 	podCache.store = podInformer.Informer().GetStore()
+	if _, err := podInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{UpdateFunc: rt.adoptStatus}); err != nil {
+		return err
+	}
 	factory.Start(ctx.Done())
 	if !cache.WaitForCacheSync(ctx.Done(), podInformer.Informer().HasSynced) {
 		return ctx.Err()
@@ -352,6 +355,14 @@ func (rt *Runtime) RemoveAllApplications(ctx context.Context) error {
 		return rt.fleetWide.removeAll(ctx)
 	}
 	return rt.remover.removeAll(ctx)
+}
+
+// adoptStatus hands the pod store each new version the informer caches,
+// so a record whose status came back unchanged shares it (podStore.adoptStatus).
+func (rt *Runtime) adoptStatus(_, obj any) {
+	if pod, ok := obj.(*corev1.Pod); ok {
+		rt.store.adoptStatus(pod)
+	}
 }
 
 // podFieldSelector selects the pods of one node: each node's informer
