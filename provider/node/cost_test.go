@@ -176,11 +176,11 @@ var _ = Describe("Pod writes", func() {
 		Expect(stored.Spec.NodeName).To(Equal(f.node))
 		var specOwned bool
 		for _, e := range stored.ManagedFields {
-			if e.Subresource == "" && e.FieldsV1 != nil && strings.Contains(string(e.FieldsV1.Raw), `"f:containers"`) {
+			if e.Subresource == "" && e.FieldsV1 != nil && strings.Contains(e.FieldsV1.GetRawString(), `"f:containers"`) {
 				specOwned = true
 			}
 			if e.Subresource == "status" && e.FieldsV1 != nil {
-				Expect(string(e.FieldsV1.Raw)).NotTo(ContainSubstring(`"f:spec"`), "the status writer owns spec fields")
+				Expect(e.FieldsV1.GetRawString()).NotTo(ContainSubstring(`"f:spec"`), "the status writer owns spec fields")
 			}
 		}
 		Expect(specOwned).To(BeTrue(), "the creator no longer owns the spec's fields: %v", stored.ManagedFields)

@@ -31,12 +31,11 @@ func (c *podCache) transform(obj any) (any, error) {
 	if !ok || c.store == nil {
 		return obj, nil
 	}
-	prev, exists, err := c.store.Get(pod)
-	if err != nil || !exists {
-		return obj, nil
-	}
-	if old, ok := prev.(*corev1.Pod); ok && old != pod && old.UID == pod.UID {
-		shareUnchanged(pod, old)
+	// A failed lookup only means nothing is shared this time.
+	if prev, exists, err := c.store.Get(pod); err == nil && exists {
+		if old, ok := prev.(*corev1.Pod); ok && old != pod && old.UID == pod.UID {
+			shareUnchanged(pod, old)
+		}
 	}
 	return obj, nil
 }
