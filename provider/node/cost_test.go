@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -165,5 +166,23 @@ var _ = Describe("Pod writes", func() {
 		GinkgoWriter.Printf("writes to the pod from create to Ready: %d %v\n", len(writes), writes)
 		AddReportEntry("pod writes from create to Ready", len(writes))
 		Expect(writes).NotTo(BeEmpty())
+
+		// The status reports carry no spec (kubePods.statusReport): the
+		// stored spec, and who owns its fields, must not notice.
+		stored, err := kube.CoreV1().Pods(f.ns).Get(ctx, "counted", metav1.GetOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(stored.Spec.Containers).To(HaveLen(1))
+		Expect(stored.Spec.Containers[0].Image).To(Equal("nginx:alpine"))
+		Expect(stored.Spec.NodeName).To(Equal(f.node))
+		var specOwned bool
+		for _, e := range stored.ManagedFields {
+			if e.Subresource == "" && e.FieldsV1 != nil && strings.Contains(e.FieldsV1.GetRawString(), `"f:containers"`) {
+				specOwned = true
+			}
+			if e.Subresource == "status" && e.FieldsV1 != nil {
+				Expect(e.FieldsV1.GetRawString()).NotTo(ContainSubstring(`"f:spec"`), "the status writer owns spec fields")
+			}
+		}
+		Expect(specOwned).To(BeTrue(), "the creator no longer owns the spec's fields: %v", stored.ManagedFields)
 	})
 })

@@ -83,10 +83,7 @@ func (k *kubePods) notify(v podState) {
 			base = fresh
 		}
 	}
-	// The spec is shared, not copied: nobody writes to it, and
-	// virtual-kubelet keeps this object for every pod.
-	p := &corev1.Pod{TypeMeta: base.TypeMeta, ObjectMeta: *base.ObjectMeta.DeepCopy(), Spec: base.Spec}
-	p.Status = *v.status.DeepCopy()
+	p := statusReport(base, v.status)
 	// virtual-kubelet writes status with UpdateStatus, which also stores
 	// the object's labels and annotations; the informer may not have seen
 	// the placement record yet, so carry it here or it would be erased.
@@ -121,7 +118,16 @@ func (k *kubePods) notifyStatus(pod *corev1.Pod, status corev1.PodStatus) {
 			base = fresh
 		}
 	}
-	p := &corev1.Pod{TypeMeta: base.TypeMeta, ObjectMeta: *base.ObjectMeta.DeepCopy(), Spec: base.Spec}
-	p.Status = *status.DeepCopy()
-	cb(p)
+	cb(statusReport(base, status))
+}
+
+// statusReport is what virtual-kubelet is handed for a pod: base's metadata
+// and status, and no spec. virtual-kubelet deep-copies every report and
+// keeps the copy until the next one (knownPod.lastPodStatusReceivedFromProvider),
+// so a spec here would be one more copy of every pod's spec; it only ever
+// sends the report with UpdateStatus, and the API server's pods/status
+// keeps the stored spec whatever the request carries (and keeps the spec's
+// managed fields too: the envtest "status report" spec checks both).
+func statusReport(base *corev1.Pod, status corev1.PodStatus) *corev1.Pod {
+	return &corev1.Pod{TypeMeta: base.TypeMeta, ObjectMeta: *base.ObjectMeta.DeepCopy(), Status: *status.DeepCopy()}
 }

@@ -166,11 +166,15 @@ func (rt *Runtime) Run(ctx context.Context) error {
 		log.Info("Connected to Flightctl API", "devices", len(rt.poller.current().Devices))
 	}
 
+	podCache := &podCache{}
 	factory := informers.NewSharedInformerFactoryWithOptions(rt.cfg.kube, 0,
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.FieldSelector = "spec.nodeName=" + rt.nodeName }),
-		informers.WithTransform(stripManagedFields))
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.FieldSelector = podFieldSelector(rt.nodeName) }),
+		informers.WithTransform(podCache.transform))
 	podInformer := factory.Core().V1().Pods()
-	podInformer.Informer()
+	podCache.store = podInformer.Informer().GetStore()
+	if _, err := podInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{UpdateFunc: rt.adoptStatus}); err != nil {
+		return err
+	}
 	factory.Start(ctx.Done())
 	if !cache.WaitForCacheSync(ctx.Done(), podInformer.Informer().HasSynced) {
 		return ctx.Err()
@@ -355,6 +359,18 @@ func (rt *Runtime) RemoveAllApplications(ctx context.Context) error {
 	}
 	return rt.remover.removeAll(ctx)
 }
+
+// adoptStatus hands the pod store each new version the informer caches,
+// so a record whose status came back unchanged shares it (podStore.adoptStatus).
+func (rt *Runtime) adoptStatus(_, obj any) {
+	if pod, ok := obj.(*corev1.Pod); ok {
+		rt.store.adoptStatus(pod)
+	}
+}
+
+// podFieldSelector selects the pods of one node: each node's informer
+// caches its own pods only.
+func podFieldSelector(nodeName string) string { return "spec.nodeName=" + nodeName }
 
 // stripManagedFields drops server-side apply bookkeeping from cached pods:
 // nothing here reads it, and at 10,000 pods it is a large share of the

@@ -71,9 +71,11 @@ func (m *statusMapper) update(changed map[string]bool, all bool) {
 // away maps disconnected devices to when they went away. The store's lock
 // is held.
 func statusFor(st *podState, fleet *inventory.Fleet, away map[string]time.Time, now time.Time, deadline time.Duration) corev1.PodStatus {
-	// The mapping keeps timestamps from the status last reported.
-	pod := st.pod.DeepCopy()
-	pod.Status = *st.status.DeepCopy()
+	// The mapping keeps timestamps from the status last reported. It
+	// reads its pod and builds a new status, so the pod is a view of the
+	// record, not a copy: copying every deployed pod's spec each pass was
+	// garbage for the collector to chase.
+	pod := &corev1.Pod{TypeMeta: st.pod.TypeMeta, ObjectMeta: st.pod.ObjectMeta, Spec: st.pod.Spec, Status: st.status}
 	dev, listed := fleet.Get(st.device)
 	// A decommissioned device's going quiet is no disconnection: the
 	// pod says it is decommissioned.

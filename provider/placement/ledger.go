@@ -15,7 +15,8 @@ type Assignment struct {
 	// Device is the device name.
 	Device string
 	// Requests is PodRequests(pod) at placement time; only cpu and memory
-	// are accounted.
+	// are accounted. An Assignment the ledger returns has both, as held:
+	// millicores and bytes, rounded up.
 	Requests corev1.ResourceList
 }
 
@@ -49,10 +50,12 @@ type Ledger struct {
 	used map[string]usage // by device name; absent means nothing placed
 }
 
+// entry is one pod's hold. It keeps the amount, not the pod's request
+// list: a ResourceList is a map of Quantities, ~750 bytes a pod, and a
+// ledger holds every pod of its node.
 type entry struct {
-	device   string
-	req      amount
-	requests corev1.ResourceList
+	device string
+	req    amount
 }
 
 type usage struct {
@@ -105,7 +108,7 @@ func (l *Ledger) Reserve(podKey string, dev Device, requests corev1.ResourceList
 			permanent: !dev.allocatable().covers(req),
 		}
 	}
-	l.add(podKey, dev.Name, req, requests)
+	l.add(podKey, dev.Name, req)
 	return nil
 }
 
@@ -132,8 +135,8 @@ func verdict(dev Device, u usage, req amount) (v DeviceVerdict, bad bool) {
 
 // add records a hold without checking room; the caller holds mu and has
 // made sure podKey holds nothing.
-func (l *Ledger) add(podKey, device string, req amount, requests corev1.ResourceList) {
-	l.pods[podKey] = entry{device: device, req: req, requests: requests.DeepCopy()}
+func (l *Ledger) add(podKey, device string, req amount) {
+	l.pods[podKey] = entry{device: device, req: req}
 	u := l.used[device]
 	u.amount = u.amount.plus(req)
 	u.pods++
@@ -148,7 +151,7 @@ func (l *Ledger) adopt(podKey, device string, requests corev1.ResourceList) Assi
 	defer l.mu.Unlock()
 	l.init()
 	if _, ok := l.pods[podKey]; !ok {
-		l.add(podKey, device, amountOf(requests), requests)
+		l.add(podKey, device, amountOf(requests))
 	}
 	return l.pods[podKey].assignment(podKey)
 }
@@ -192,7 +195,7 @@ func (l *Ledger) Rebuild(assignments []Assignment) {
 		}
 	}
 	for key, a := range last {
-		l.add(key, a.Device, amountOf(a.Requests), a.Requests)
+		l.add(key, a.Device, amountOf(a.Requests))
 	}
 }
 
@@ -242,7 +245,7 @@ func (l *Ledger) reserveBest(podKey string, online, usable []Device, requests co
 		return e.assignment(podKey), true, nil, true
 	}
 	if ranked := rank(online, l.usageOf(online), need); len(ranked) > 0 {
-		l.add(podKey, ranked[0].Name, need, requests)
+		l.add(podKey, ranked[0].Name, need)
 		return l.pods[podKey].assignment(podKey), false, nil, true
 	}
 	return Assignment{}, false, l.usageOf(usable), false
@@ -258,7 +261,7 @@ func (l *Ledger) usageOf(devices []Device) []usage {
 }
 
 func (e entry) assignment(podKey string) Assignment {
-	return Assignment{PodKey: podKey, Device: e.device, Requests: e.requests.DeepCopy()}
+	return Assignment{PodKey: podKey, Device: e.device, Requests: e.req.resourceList()}
 }
 
 func (u usage) allocation() Allocation {

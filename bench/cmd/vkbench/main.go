@@ -263,6 +263,11 @@ func run(ctx context.Context, cfg config) (err error) {
 	var mgrArgs []string
 	pprofAddr := ""
 	if cfg.Pprof {
+		// Profiles are written mid-run, before the JSON report makes the
+		// directory: a fresh clone has none.
+		if err := os.MkdirAll(resultsDir(root), 0o755); err != nil {
+			return err
+		}
 		port, err := freePort()
 		if err != nil {
 			return err
