@@ -88,10 +88,12 @@ const ObservedTTL = time.Minute
 
 // known is what the writer knows of a device's version: the newest
 // resourceVersion it saw (its own reads and writes, and observed reads)
-// and, when an observed read is that newest, the device as read.
+// and, when an observed read is that newest, the device's JSON as read.
+// JSON rather than a decoded Device: it is a third of the memory, and a
+// copy no write uses is never decoded.
 type known struct {
 	rv  int64
-	dev *flightctl.Device
+	raw json.RawMessage
 	at  time.Time
 }
 
@@ -151,16 +153,16 @@ func (w *Writer) Stats() Stats {
 	return w.stats
 }
 
-// Observe offers a device read elsewhere, spec in full, as the starting
-// point of the next write to it. It is kept only when it is newer than
-// every version of the device the writer has seen; the writer takes
-// ownership of d. Reads taken while a write was in flight are thus
-// ignored once that write returns a newer version.
-func (w *Writer) Observe(d *flightctl.Device) {
-	if d == nil || d.Metadata.Name == "" {
+// Observe offers a device read elsewhere, its JSON as listed, as the
+// starting point of the next write to it. It is kept only when it is newer
+// than every version of the device the writer has seen; the writer keeps
+// raw, which the caller must not change. Reads taken while a write was in
+// flight are thus ignored once that write returns a newer version.
+func (w *Writer) Observe(name, resourceVersion string, raw json.RawMessage) {
+	if name == "" || raw == nil {
 		return
 	}
-	rv, err := strconv.ParseInt(d.Metadata.ResourceVersion, 10, 64)
+	rv, err := strconv.ParseInt(resourceVersion, 10, 64)
 	if err != nil {
 		return
 	}
@@ -168,10 +170,10 @@ func (w *Writer) Observe(d *flightctl.Device) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.sweep(now)
-	if k, ok := w.known[d.Metadata.Name]; ok && rv <= k.rv {
+	if k, ok := w.known[name]; ok && rv <= k.rv {
 		return
 	}
-	w.known[d.Metadata.Name] = known{rv: rv, dev: d, at: now}
+	w.known[name] = known{rv: rv, raw: raw, at: now}
 }
 
 // sweep drops what is known of devices not seen for ObservedTTL, at most
@@ -188,20 +190,25 @@ func (w *Writer) sweep(now time.Time) {
 	}
 }
 
-// takeObserved returns the observed copy of a device, if one is fresh,
-// and forgets it: apply edits it in place, and after the write it is
-// stale whatever the outcome.
+// takeObserved returns the observed copy of a device, decoded, if one is
+// fresh, and forgets it: after the write it is stale whatever the outcome.
 func (w *Writer) takeObserved(device string) *flightctl.Device {
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	k, ok := w.known[device]
-	if !ok || k.dev == nil || w.now().Sub(k.at) >= ObservedTTL {
+	if !ok || k.raw == nil || w.now().Sub(k.at) >= ObservedTTL {
+		w.mu.Unlock()
 		return nil
 	}
-	d := k.dev
-	k.dev = nil
+	raw := k.raw
+	k.raw = nil
 	w.known[device] = k
-	return d
+	w.mu.Unlock()
+	var d flightctl.Device
+	if err := json.Unmarshal(raw, &d); err != nil || d.Metadata.Name != device {
+		// Not a device after all: a GET will say what it is.
+		return nil
+	}
+	return &d
 }
 
 // saw records a version of a device the writer read or wrote itself:

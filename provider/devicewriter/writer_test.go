@@ -252,6 +252,16 @@ func TestRefusedChangeDoesNotBlockItsBatch(t *testing.T) {
 	}
 }
 
+// observe hands d to the writer as the poller's listing would: its JSON.
+func observe(t *testing.T, w *devicewriter.Writer, d *flightctl.Device) {
+	t.Helper()
+	raw, err := json.Marshal(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Observe(d.Metadata.Name, d.Metadata.ResourceVersion, raw)
+}
+
 // settledCopy waits for the simulator's worker to render the device and
 // returns it as read then, the way the poller's by-name read hands it to
 // Observe.
@@ -275,7 +285,7 @@ func TestWriteStartsFromAnObservedRead(t *testing.T) {
 	if _, err := w.Apply(ctx, "device-1", devicewriter.Change{Name: "vk-a", App: quadlet("vk-a", "docker.io/library/nginx:1")}); err != nil {
 		t.Fatal(err)
 	}
-	w.Observe(settledCopy(t, sim, c, "device-1"))
+	observe(t, w, settledCopy(t, sim, c, "device-1"))
 	before := w.Stats()
 	sim.ResetStats()
 	res, err := w.Apply(ctx, "device-1", devicewriter.Change{Name: "vk-b", App: quadlet("vk-b", "docker.io/library/nginx:1")})
@@ -304,7 +314,7 @@ func TestWriteStartsFromAnObservedRead(t *testing.T) {
 func TestStaleObservedReadMeetsAConflictAndIsReadAgain(t *testing.T) {
 	ctx := context.Background()
 	sim, c, w := setup(t, flightctlsim.Faults{})
-	w.Observe(settledCopy(t, sim, c, "device-1"))
+	observe(t, w, settledCopy(t, sim, c, "device-1"))
 	// Someone else changes the device after the copy was taken.
 	other := settledCopy(t, sim, c, "device-1")
 	other.Metadata.Labels["owner-team"] = "edge"
@@ -337,7 +347,7 @@ func TestObservedReadOlderThanOwnWriteIsIgnored(t *testing.T) {
 	}
 	// A poll that read the device before that write finished hands it
 	// over afterwards: it must not be used.
-	w.Observe(old)
+	observe(t, w, old)
 	before := w.Stats()
 	if _, err := w.Apply(ctx, "device-1", devicewriter.Change{Name: "vk-b", App: quadlet("vk-b", "docker.io/library/nginx:1")}); err != nil {
 		t.Fatal(err)
@@ -358,7 +368,7 @@ func TestObservedReadThatNeedsNoWriteIsConfirmedByARead(t *testing.T) {
 		t.Fatal(err)
 	}
 	withApp := settledCopy(t, sim, c, "device-1")
-	w.Observe(withApp)
+	observe(t, w, withApp)
 	// A person removes the application by hand after the copy was taken.
 	d := settledCopy(t, sim, c, "device-1")
 	d.Spec.Applications = d.Spec.Applications[:1]

@@ -2,6 +2,7 @@ package flightctl
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -174,17 +175,18 @@ func (c *Client) ForEachListedDevice(ctx context.Context, opts ListOptions, dige
 	})
 }
 
-// ForEachListedDeviceFull is ForEachListedDevice that also hands fn, in
-// full, the devices full selects by name (ReadDeviceListFull); fn gets nil
-// for the others. A reader that writes some devices back (the node's
-// poller and its device writer) reads them this way without a GET each.
-func (c *Client) ForEachListedDeviceFull(ctx context.Context, opts ListOptions, digest AppDigestFunc, full func(name string) bool, fn func(*ListedDevice, *Device) error) error {
+// ForEachListedDeviceFull is ForEachListedDevice that also hands fn the
+// JSON of the devices full selects by name, as listed
+// (ReadDeviceListFull); fn gets nil for the others. A reader that writes
+// some devices back (the node's poller and its device writer) reads them
+// this way without a GET each.
+func (c *Client) ForEachListedDeviceFull(ctx context.Context, opts ListOptions, digest AppDigestFunc, full func(name string) bool, fn func(*ListedDevice, json.RawMessage) error) error {
 	return forEachPage(ctx, opts, func(o ListOptions) (string, error) {
 		var fnErr error
 		next, err := c.streamDevices(ctx, o, func(body io.Reader) (ListMeta, error) {
 			fnErr = nil
-			meta, err := ReadDeviceListFull(body, digest, full, func(d *ListedDevice, whole *Device) error {
-				if fnErr = fn(d, whole); fnErr != nil {
+			meta, err := ReadDeviceListFull(body, digest, full, func(d *ListedDevice, raw json.RawMessage) error {
+				if fnErr = fn(d, raw); fnErr != nil {
 					return errStopped
 				}
 				return nil

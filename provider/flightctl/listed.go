@@ -85,11 +85,11 @@ func ReadDeviceList(r io.Reader, digest AppDigestFunc, fn func(*ListedDevice) er
 	})
 }
 
-// ReadDeviceListFull is ReadDeviceList that also decodes in full, from
-// the same bytes, the devices full selects by name, and hands them to fn
-// as well (nil for the others). Each device's JSON is held only while it
-// is decoded, so memory still follows one device.
-func ReadDeviceListFull(r io.Reader, digest AppDigestFunc, full func(name string) bool, fn func(*ListedDevice, *Device) error) (ListMeta, error) {
+// ReadDeviceListFull is ReadDeviceList that also hands fn the JSON of the
+// devices full selects by name, as listed (nil for the others), for a
+// reader that may write them back and decodes them only then. Each
+// device's JSON is held only while it is decoded, unless fn keeps it.
+func ReadDeviceListFull(r io.Reader, digest AppDigestFunc, full func(name string) bool, fn func(*ListedDevice, json.RawMessage) error) (ListMeta, error) {
 	return readList(r, KindDeviceList, func(dec *json.Decoder) error {
 		var raw json.RawMessage
 		if err := dec.Decode(&raw); err != nil {
@@ -102,11 +102,7 @@ func ReadDeviceListFull(r io.Reader, digest AppDigestFunc, full func(name string
 		if !full(d.Metadata.Name) {
 			return fn(d, nil)
 		}
-		var whole Device
-		if err := json.Unmarshal(raw, &whole); err != nil {
-			return fmt.Errorf("decode device %s: %w", d.Metadata.Name, err)
-		}
-		return fn(d, &whole)
+		return fn(d, raw)
 	})
 }
 

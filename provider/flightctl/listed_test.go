@@ -293,8 +293,8 @@ func TestForEachListedDeviceFailures(t *testing.T) {
 }
 
 // The full-keeping reader gives every device the lean reader gives and,
-// for the selected ones only, the device exactly as the full decode has
-// it (real v1.2.0 transcripts).
+// for the selected ones only, JSON that decodes to the device exactly as
+// the full decode has it (real v1.2.0 transcripts).
 func TestReadDeviceListFullKeepsSelectedDevices(t *testing.T) {
 	files, err := filepath.Glob(filepath.Join("testdata", "transcripts", "*.txt"))
 	if err != nil {
@@ -320,16 +320,23 @@ func TestReadDeviceListFullKeepsSelectedDevices(t *testing.T) {
 		}
 		var got []ListedDevice
 		meta, err := ReadDeviceListFull(bytes.NewReader(ex.ResponseBody), contentDigest, func(name string) bool { return selected[name] },
-			func(d *ListedDevice, full *Device) error {
+			func(d *ListedDevice, raw json.RawMessage) error {
 				got = append(got, *d)
 				i := len(got) - 1
+				var full *Device
+				if raw != nil {
+					full = &Device{}
+					if err := json.Unmarshal(raw, full); err != nil {
+						t.Errorf("%s: device %s: its JSON does not decode: %v", filepath.Base(f), d.Metadata.Name, err)
+					}
+				}
 				switch {
 				case selected[d.Metadata.Name] && full == nil:
-					t.Errorf("%s: selected device %s came without its full decode", filepath.Base(f), d.Metadata.Name)
+					t.Errorf("%s: selected device %s came without its JSON", filepath.Base(f), d.Metadata.Name)
 				case !selected[d.Metadata.Name] && full != nil:
-					t.Errorf("%s: device %s was decoded in full without being selected", filepath.Base(f), d.Metadata.Name)
+					t.Errorf("%s: device %s came with its JSON without being selected", filepath.Base(f), d.Metadata.Name)
 				case full != nil && !reflect.DeepEqual(*full, whole.Items[i]):
-					t.Errorf("%s: device %s decoded in full differs from the full decode", filepath.Base(f), d.Metadata.Name)
+					t.Errorf("%s: device %s decoded from its JSON differs from the full decode", filepath.Base(f), d.Metadata.Name)
 				case full != nil:
 					kept++
 				}

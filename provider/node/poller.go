@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"encoding/json"
 	"maps"
 	"sort"
 	"strings"
@@ -34,7 +35,7 @@ const (
 type flightctlClient interface {
 	devicewriter.Client
 	ForEachListedDevice(ctx context.Context, opts flightctl.ListOptions, digest flightctl.AppDigestFunc, fn func(*flightctl.ListedDevice) error) error
-	ForEachListedDeviceFull(ctx context.Context, opts flightctl.ListOptions, digest flightctl.AppDigestFunc, full func(string) bool, fn func(*flightctl.ListedDevice, *flightctl.Device) error) error
+	ForEachListedDeviceFull(ctx context.Context, opts flightctl.ListOptions, digest flightctl.AppDigestFunc, full func(string) bool, fn func(*flightctl.ListedDevice, json.RawMessage) error) error
 	eventLister
 }
 
@@ -101,7 +102,7 @@ type poller struct {
 	// its own. Every read decodes its hot devices in full (the rest lean),
 	// whichever kind of read it is: in a burst most devices are hot and
 	// the by-name read becomes a full listing.
-	observe func(*flightctl.Device)
+	observe func(name, resourceVersion string, raw json.RawMessage)
 
 	// Touched by poll only.
 	cache         map[string]cachedDevice
@@ -191,10 +192,10 @@ func (p *poller) list(ctx context.Context, opts flightctl.ListOptions, hot map[s
 		})
 	}
 	return p.flight.ForEachListedDeviceFull(ctx, opts, p.invOpts.Digests(), func(name string) bool { return hot[name] },
-		func(d *flightctl.ListedDevice, whole *flightctl.Device) error {
+		func(d *flightctl.ListedDevice, raw json.RawMessage) error {
 			fn(d)
-			if whole != nil {
-				p.observe(whole)
+			if raw != nil {
+				p.observe(d.Metadata.Name, d.Metadata.ResourceVersion, raw)
 			}
 			return nil
 		})
