@@ -152,34 +152,15 @@ func (c *Client) ForEachDevice(ctx context.Context, opts ListOptions, fn func(*D
 // when the client retries, so fn may then see a device twice; an error
 // from fn stops the walk and is returned as is.
 func (c *Client) ForEachListedDevice(ctx context.Context, opts ListOptions, digest AppDigestFunc, fn func(*ListedDevice) error) error {
-	return forEachPage(ctx, opts, func(o ListOptions) (string, error) {
-		var fnErr error
-		next, err := c.streamDevices(ctx, o, func(body io.Reader) (ListMeta, error) {
-			fnErr = nil
-			meta, err := ReadDeviceList(body, digest, func(d *ListedDevice) error {
-				if fnErr = fn(d); fnErr != nil {
-					return errStopped
-				}
-				return nil
-			})
-			if errors.Is(err, errStopped) {
-				// The caller stopped reading; the answer itself was fine.
-				err = nil
-			}
-			return meta, err
-		})
-		if fnErr != nil {
-			return "", fnErr
-		}
-		return next, err
-	})
+	return c.ForEachListedDeviceFull(ctx, opts, digest, nil, func(d *ListedDevice, _ json.RawMessage) error { return fn(d) })
 }
 
 // ForEachListedDeviceFull is ForEachListedDevice that also hands fn the
 // JSON of the devices full selects by name, as listed
 // (ReadDeviceListFull); fn gets nil for the others. A reader that writes
 // some devices back (the node's poller and its device writer) reads them
-// this way without a GET each.
+// this way without a GET each. A nil full selects none, at the cost of
+// ForEachListedDevice.
 func (c *Client) ForEachListedDeviceFull(ctx context.Context, opts ListOptions, digest AppDigestFunc, full func(name string) bool, fn func(*ListedDevice, json.RawMessage) error) error {
 	return forEachPage(ctx, opts, func(o ListOptions) (string, error) {
 		var fnErr error
@@ -192,6 +173,7 @@ func (c *Client) ForEachListedDeviceFull(ctx context.Context, opts ListOptions, 
 				return nil
 			})
 			if errors.Is(err, errStopped) {
+				// The caller stopped reading; the answer itself was fine.
 				err = nil
 			}
 			return meta, err

@@ -76,21 +76,24 @@ func listedApp(a ApplicationSpec, digest AppDigestFunc) ListedApplication {
 // that is not Flightctl may reach fn before it is refused. An error from
 // fn stops the reading and is returned as is.
 func ReadDeviceList(r io.Reader, digest AppDigestFunc, fn func(*ListedDevice) error) (ListMeta, error) {
-	return readList(r, KindDeviceList, func(dec *json.Decoder) error {
-		d, err := decodeListed(dec, digest)
-		if err != nil {
-			return err
-		}
-		return fn(d)
-	})
+	return ReadDeviceListFull(r, digest, nil, func(d *ListedDevice, _ json.RawMessage) error { return fn(d) })
 }
 
 // ReadDeviceListFull is ReadDeviceList that also hands fn the JSON of the
 // devices full selects by name, as listed (nil for the others), for a
 // reader that may write them back and decodes them only then. Each
-// device's JSON is held only while it is decoded, unless fn keeps it.
+// device's JSON is held only while it is decoded, unless fn keeps it. A
+// nil full selects none, and the devices are then decoded straight from
+// the stream, without their JSON being copied first.
 func ReadDeviceListFull(r io.Reader, digest AppDigestFunc, full func(name string) bool, fn func(*ListedDevice, json.RawMessage) error) (ListMeta, error) {
 	return readList(r, KindDeviceList, func(dec *json.Decoder) error {
+		if full == nil {
+			d, err := decodeListed(dec, digest)
+			if err != nil {
+				return err
+			}
+			return fn(d, nil)
+		}
 		var raw json.RawMessage
 		if err := dec.Decode(&raw); err != nil {
 			return fmt.Errorf("decode device: %w", err)
