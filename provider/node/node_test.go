@@ -11,6 +11,7 @@ import (
 	"github.com/go-logr/logr"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -239,8 +240,14 @@ var _ = Describe("Virtual node", func() {
 			_ = k8sClient.Get(ctx, client.ObjectKey{Name: f.node}, &n)
 			return n.Spec.Taints
 		}, 20*time.Second).Should(ContainElement(HaveField("Key", "edge")))
-		lease, err := kube.CoordinationV1().Leases("kube-node-lease").Get(ctx, f.node, metav1.GetOptions{})
-		Expect(err).NotTo(HaveOccurred())
+		// virtual-kubelet's lease controller creates the lease on its own
+		// after the node registered: the node can be Ready first.
+		var lease *coordinationv1.Lease
+		Eventually(func() error {
+			var err error
+			lease, err = kube.CoordinationV1().Leases("kube-node-lease").Get(ctx, f.node, metav1.GetOptions{})
+			return err
+		}, 20*time.Second).Should(Succeed())
 		Expect(lease.Spec.RenewTime).NotTo(BeNil())
 
 		var b vkv1.FleetBinding
