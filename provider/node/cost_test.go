@@ -185,4 +185,84 @@ var _ = Describe("Pod writes", func() {
 		}
 		Expect(specOwned).To(BeTrue(), "the creator no longer owns the spec's fields: %v", stored.ManagedFields)
 	})
+
+	// A burst on one device with Flightctl's own costs (the ~20 ms
+	// re-render after each spec write): polls catch many pods written but
+	// not yet applied. Their first status waits for Running instead of
+	// costing a ContainerCreating write first.
+	It("writes one status per pod of a burst that starts within the grace", func() {
+		cost, err := flightctlsim.CostModelByName("real-v1.2")
+		Expect(err).NotTo(HaveOccurred())
+		f := newFixture(ctx, flightctlsim.Options{Cost: cost}, nil)
+		w, err := kube.CoreV1().Pods(f.ns).Watch(ctx, metav1.ListOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		defer w.Stop()
+		const n = 40
+		for i := range n {
+			go func() {
+				defer GinkgoRecover()
+				Expect(k8sClient.Create(ctx, f.pod(fmt.Sprintf("burst-%d", i), "10m", "16Mi"))).To(Succeed())
+			}()
+		}
+		writes := map[string][]string{}
+		ready := map[string]bool{}
+		deadline := time.After(90 * time.Second)
+		for len(ready) < n {
+			select {
+			case ev, ok := <-w.ResultChan():
+				Expect(ok).To(BeTrue(), "watch closed")
+				p, isPod := ev.Object.(*corev1.Pod)
+				Expect(isPod).To(BeTrue(), "watch event %v", ev.Type)
+				if ev.Type == watch.Modified {
+					writes[p.Name] = append(writes[p.Name], podShows(p))
+				}
+				if podIsReady(p) {
+					ready[p.Name] = true
+				}
+			case <-deadline:
+				Fail(fmt.Sprintf("%d of %d pods Ready after 90 s", len(ready), n))
+			}
+		}
+		total := 0
+		for name, ws := range writes {
+			total += len(ws)
+			Expect(ws).To(Equal([]string{"Running"}), "status writes of %s", name)
+		}
+		AddReportEntry("status writes for a 40-pod burst", total)
+	})
+
+	It("shows a pod that takes longer than the grace to start as ContainerCreating", func() {
+		f := newFixture(ctx, flightctlsim.Options{Agent: flightctlsim.AgentDelays{Preparing: 10 * time.Second}}, nil)
+		Expect(k8sClient.Create(ctx, f.pod("slow", "10m", "16Mi"))).To(Succeed())
+		created := time.Now()
+		var shownAfter time.Duration
+		Eventually(func(g Gomega) {
+			var p corev1.Pod
+			g.Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: f.ns, Name: "slow"}, &p)).To(Succeed())
+			g.Expect(podShows(&p)).To(Equal("Pending/ContainerCreating"))
+			shownAfter = time.Since(created)
+		}, 9*time.Second, 100*time.Millisecond).Should(Succeed(), "ContainerCreating before the device finished preparing")
+		Expect(shownAfter).To(BeNumerically(">=", 4*time.Second), "a starting status within the grace of the write is held back")
+		Eventually(f.ready(ctx, "slow"), 30*time.Second).Should(BeTrue())
+	})
 })
+
+// podShows is the phase and the first container's waiting reason, if any.
+func podShows(p *corev1.Pod) string {
+	s := string(p.Status.Phase)
+	if len(p.Status.ContainerStatuses) > 0 {
+		if w := p.Status.ContainerStatuses[0].State.Waiting; w != nil {
+			s += "/" + w.Reason
+		}
+	}
+	return s
+}
+
+func podIsReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}

@@ -269,6 +269,7 @@ func (d *deployer) written(st *podState, pod *corev1.Pod, res *translate.Result,
 		st.status = translate.PendingStatus(pod, "", fmt.Sprintf("deployed to device %s; waiting for the device to start it", st.device))
 		next = st.status
 		device, app = st.device, st.app
+		st.unshown = !shownBefore(prev)
 	})
 	key := podKey(pod.Namespace, pod.Name)
 	if wasOwed {
@@ -286,10 +287,16 @@ func (d *deployer) written(st *podState, pod *corev1.Pod, res *translate.Result,
 	// would cost one more pod status write per pod start. A pod that
 	// already showed something (waiting for room, retrying, running the
 	// old image) is told at once that this changed.
-	if len(prev.ContainerStatuses) > 0 || prev.Phase != corev1.PodPending {
+	if shownBefore(prev) {
 		d.kubePods.notify(d.store.view(st))
 	}
 	d.poller.pollNow()
+}
+
+// shownBefore reports whether a pod whose record had status prev showed
+// Kubernetes a status of ours: a new pod's record has none.
+func shownBefore(prev corev1.PodStatus) bool {
+	return len(prev.ContainerStatuses) > 0 || prev.Phase != corev1.PodPending
 }
 
 // replaceable reports whether a pod may move to another device: it never

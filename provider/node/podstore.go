@@ -47,6 +47,12 @@ type podState struct {
 	// writtenAt is when the last write succeeded; a device listing that
 	// started earlier may not show it yet.
 	writtenAt time.Time
+	// unshown: the pod's write succeeded and Kubernetes still has the
+	// API server's own Pending status, as nothing reported one since. The
+	// status mapper holds back statuses that only say "starting" for
+	// firstStatusGrace, so a pod that starts quickly costs one status
+	// write (Running) instead of two.
+	unshown bool
 	// goneDevice is a device Flightctl no longer has (or a fleet took)
 	// that the pod was placed on before it ever ran; placement skips the
 	// stale flightctl.io/device record that still names it.

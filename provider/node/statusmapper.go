@@ -29,6 +29,13 @@ type statusMapper struct {
 	deployDeadline time.Duration
 }
 
+// firstStatusGrace is how long after its write a new pod's first status
+// may wait while it only says the pod is starting: a pod that runs within
+// it gets one status write (Running), not ContainerCreating and then
+// Running; one that takes longer shows ContainerCreating after it. Any
+// other status (an error, a disconnection) is shown at once.
+const firstStatusGrace = 5 * time.Second
+
 // update maps deployed pods' application statuses to pod statuses: all
 // of them, or those on a changed device, on a device that is away, or not
 // settled (their deploy deadline runs). A settled pod on an unchanged
@@ -52,6 +59,14 @@ func (m *statusMapper) update(changed map[string]bool, all bool) {
 			return
 		}
 		next := statusFor(st, fleet, away, now, m.deployDeadline)
+		if st.unshown {
+			if translate.Starting(next) && now.Sub(st.writtenAt) < firstStatusGrace {
+				// Kubernetes shows the pod Pending already; the next pass
+				// maps it again, usually to Running.
+				return
+			}
+			st.unshown = false
+		}
 		if sameStatus(st.status, next) {
 			return
 		}

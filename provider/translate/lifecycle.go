@@ -47,6 +47,23 @@ func PendingStatus(pod *corev1.Pod, reason, msg string) corev1.PodStatus {
 	return s
 }
 
+// Starting reports whether s says no more than that the pod is starting:
+// Pending, with every container waiting as ContainerCreating. Such a status
+// carries no failure a user must see at once.
+func Starting(s corev1.PodStatus) bool {
+	if s.Phase != corev1.PodPending || len(s.ContainerStatuses) == 0 {
+		return false
+	}
+	for _, list := range [][]corev1.ContainerStatus{s.InitContainerStatuses, s.ContainerStatuses} {
+		for i := range list {
+			if w := list[i].State.Waiting; w == nil || w.Reason != ReasonContainerCreating {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // FailedStatus is a terminal Failed status whose containers terminated with
 // reason (Failed when empty) and msg. An empty reason lets `kubectl get
 // pods` show STATUS Failed.

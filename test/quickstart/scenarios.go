@@ -910,6 +910,9 @@ type s5pod struct {
 	unknownAfter time.Duration
 	// reconnected is set once the device was reconnected.
 	reconnected bool
+	// backAt is when the pod was first seen Running and Ready after the
+	// reconnect, while the run waited for something else (zero if not).
+	backAt time.Time
 }
 
 // s5deploy creates a pod pinned to dev and waits until it is Ready.
@@ -973,12 +976,20 @@ func (r *run) s5waitUnknownAll(onSeen func(*s5pod), ps ...*s5pod) {
 	_, err := r.waitFor("pods "+s5names(ps)+" STATUS Unknown", r.unknownLimit(), 200*time.Millisecond, func() (bool, string, error) {
 		var states []string
 		for _, p := range ps {
-			if seen[p] {
+			if seen[p] && (!p.reconnected || !p.backAt.IsZero()) {
 				continue
 			}
 			pod, err := r.pod(nsDefault, p.name)
 			if err != nil {
 				return false, "", err
+			}
+			if seen[p] {
+				// Reconnected already: note when it is back, since the
+				// wait for the others may outlast its timeout.
+				if pod != nil && pod.Status.Phase == corev1.PodRunning && podReady(pod) {
+					p.backAt = time.Now()
+				}
+				continue
 			}
 			if pod != nil && pod.Status.Phase == corev1.PodUnknown {
 				seen[p] = true
@@ -1025,7 +1036,13 @@ func (r *run) s5backInTime(a *s5pod, timeout time.Duration) error {
 	p, took, err := r.waitPod(nsDefault, a.name, 30*time.Second, "Running and Ready", func(p *corev1.Pod) bool {
 		return p.Status.Phase == corev1.PodRunning && podReady(p)
 	})
-	away := time.Since(seenGone)
+	// The run may have waited for another device after this one came
+	// back; the device was away until its pod was first seen back.
+	back := time.Now()
+	if !a.backAt.IsZero() {
+		back = a.backAt
+	}
+	away := back.Sub(seenGone)
 	stop()
 	if err != nil {
 		return r.abort("%v", err)
