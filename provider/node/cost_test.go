@@ -167,6 +167,23 @@ var _ = Describe("Pod writes", func() {
 		AddReportEntry("pod writes from create to Ready", len(writes))
 		Expect(writes).NotTo(BeEmpty())
 
+		// Events are writes too: the kubelet's four and the placement, and
+		// not virtual-kubelet's ProviderCreateSuccess, which says the same.
+		reasons := func() []string {
+			var l corev1.EventList
+			Expect(k8sClient.List(ctx, &l, client.InNamespace(f.ns))).To(Succeed())
+			var rs []string
+			for _, e := range l.Items {
+				if e.InvolvedObject.Name == "counted" {
+					rs = append(rs, e.Reason)
+				}
+			}
+			return rs
+		}
+		want := []string{vkv1.EventDeviceSelected, "Pulling", "Pulled", "Created", "Started"}
+		Eventually(reasons, 10*time.Second, 200*time.Millisecond).Should(ContainElements(want))
+		Consistently(reasons, 2*time.Second, 200*time.Millisecond).Should(ConsistOf(want), "events of a pod start")
+
 		// The status reports carry no spec (kubePods.statusReport): the
 		// stored spec, and who owns its fields, must not notice.
 		stored, err := kube.CoreV1().Pods(f.ns).Get(ctx, "counted", metav1.GetOptions{})

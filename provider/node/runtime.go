@@ -235,7 +235,7 @@ func (rt *Runtime) controllers(podInformer coreinformers.PodInformer) (*node.Pod
 	pc, err := node.NewPodController(node.PodControllerConfig{
 		PodClient:                 rt.cfg.kube.CoreV1(),
 		PodInformer:               podInformer,
-		EventRecorder:             rt.cfg.recorder,
+		EventRecorder:             vkEventRecorder{rt.cfg.recorder},
 		Provider:                  rt,
 		ConfigMapInformer:         rt.cfg.unused.Core().V1().ConfigMaps(),
 		SecretInformer:            rt.cfg.unused.Core().V1().Secrets(),
