@@ -13,7 +13,6 @@ import (
 	"math/big"
 	"net"
 	"slices"
-	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -46,40 +45,9 @@ var _ = Describe("Kubelet API serving certificate", func() {
 		me, err := kube.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
 		Expect(err).NotTo(HaveOccurred())
 
-		// The manager's CSR: the signer's subject, the nodes' address,
-		// approved by the manager. The suite's manager outlives earlier
-		// specs' nodes, and their CSRs stay approved and unissued with no
-		// signer here; the certificate manager stopped waiting for them
-		// when their node went, so only a CSR naming this spec's node (the
-		// only node now) is one it still waits for. After a node change
-		// client-go's manager may back off up to 32 s before asking again.
-		var mine *certificatesv1.CertificateSigningRequest
-		var req *x509.CertificateRequest
-		Eventually(func(g Gomega) {
-			l, err := kube.CertificatesV1().CertificateSigningRequests().List(ctx, metav1.ListOptions{})
-			g.Expect(err).NotTo(HaveOccurred())
-			mine, req = nil, nil
-			for i := range l.Items {
-				c := &l.Items[i]
-				if c.Spec.SignerName != certificatesv1.KubeletServingSignerName || c.Spec.Username != me.Status.UserInfo.Username ||
-					len(c.Status.Certificate) != 0 || !approved(c) || (mine != nil && !mine.CreationTimestamp.Before(&c.CreationTimestamp)) {
-					continue
-				}
-				if r := parseCSR(c.Spec.Request); r.Subject.CommonName == "system:node:"+f.node {
-					mine, req = c, r
-				}
-			}
-			g.Expect(mine).NotTo(BeNil(), "an approved kubelet-serving CSR of the manager for node %s", f.node)
-		}, 90*time.Second, 200*time.Millisecond).Should(Succeed())
-		Expect(req.Subject.Organization).To(Equal([]string{"system:nodes"}))
-		Expect(req.IPAddresses).To(HaveLen(1))
-		Expect(req.IPAddresses[0].String()).To(Equal("127.0.0.1"))
-		Expect(mine.Spec.Usages).To(ConsistOf(certificatesv1.UsageDigitalSignature, certificatesv1.UsageServerAuth))
-		Expect(conditionReason(mine)).To(Equal(kubeletapi.ApprovedReason))
-
-		// Until it is issued the kubelet API answers with its self-signed
-		// certificate; once issued, with the CA's, verified as an API
-		// server with --kubelet-certificate-authority verifies it.
+		// Until a CSR is issued the kubelet API answers with its
+		// self-signed certificate; once issued, with the CA's, verified as
+		// an API server with --kubelet-certificate-authority verifies it.
 		caCert, caKey := testCA()
 		pool := x509.NewCertPool()
 		pool.AddCert(caCert)
@@ -93,17 +61,47 @@ var _ = Describe("Kubelet API serving certificate", func() {
 		}
 		_, err = dial()
 		Expect(err).To(HaveOccurred(), "the self-signed certificate is not trusted")
-		mine.Status.Certificate = issue(req, caCert, caKey)
-		_, err = kube.CertificatesV1().CertificateSigningRequests().UpdateStatus(ctx, mine, metav1.UpdateOptions{})
-		Expect(err).NotTo(HaveOccurred())
+
+		// The spec signs as kube-controller-manager's signer would: every
+		// approved, unissued kubelet-serving CSR. The suite's manager
+		// outlives earlier specs' nodes and may still wait for a CSR made
+		// for one of them (nothing issues CSRs here, and client-go's
+		// certificate manager, holding no certificate yet, keeps waiting
+		// for the one it sent), so which CSR it waits for is not this
+		// spec's to choose. Each must be the manager's: the signer's
+		// subject for one of its nodes, the nodes' address, approved by it.
 		var served *x509.Certificate
-		Eventually(func() error { served, err = dial(); return err }, 30*time.Second, 200*time.Millisecond).Should(Succeed())
-		Expect(served.Subject.CommonName).To(Equal(req.Subject.CommonName))
+		issued := map[string]string{}
+		Eventually(func(g Gomega) {
+			l, err := kube.CertificatesV1().CertificateSigningRequests().List(ctx, metav1.ListOptions{})
+			g.Expect(err).NotTo(HaveOccurred())
+			for i := range l.Items {
+				c := &l.Items[i]
+				if c.Spec.SignerName != certificatesv1.KubeletServingSignerName || c.Spec.Username != me.Status.UserInfo.Username ||
+					len(c.Status.Certificate) != 0 || !approved(c) {
+					continue
+				}
+				req := parseCSR(c.Spec.Request)
+				Expect(req.Subject.CommonName).To(HavePrefix("system:node:vk-flightctl-"))
+				Expect(req.Subject.Organization).To(Equal([]string{"system:nodes"}))
+				Expect(req.IPAddresses).To(HaveLen(1))
+				Expect(req.IPAddresses[0].String()).To(Equal("127.0.0.1"))
+				Expect(c.Spec.Usages).To(ConsistOf(certificatesv1.UsageDigitalSignature, certificatesv1.UsageServerAuth))
+				Expect(conditionReason(c)).To(Equal(kubeletapi.ApprovedReason))
+				c.Status.Certificate = issue(req, caCert, caKey)
+				_, err = kube.CertificatesV1().CertificateSigningRequests().UpdateStatus(ctx, c, metav1.UpdateOptions{})
+				g.Expect(err).NotTo(HaveOccurred())
+				issued[req.Subject.CommonName] = c.Name
+			}
+			served, err = dial()
+			g.Expect(err).NotTo(HaveOccurred(), "serving a certificate of the CA (issued so far: %v)", issued)
+		}, 90*time.Second, 500*time.Millisecond).Should(Succeed())
+		Expect(issued).To(HaveKey(served.Subject.CommonName), "the served certificate is one of those issued")
 
 		// Narrow: the manager's identity asking for a node it does not run
 		// or another address, and another identity asking for its node,
 		// stay pending.
-		node := strings.TrimPrefix(req.Subject.CommonName, "system:node:")
+		node := f.node
 		other := impersonated("someone-else")
 		pending := []string{
 			createCSR(ctx, kube, "vk-flightctl-serving-foreign-node", "system:node:not-ours", "127.0.0.1"),

@@ -33,8 +33,21 @@ type statusMapper struct {
 // may wait while it only says the pod is starting: a pod that runs within
 // it gets one status write (Running), not ContainerCreating and then
 // Running; one that takes longer shows ContainerCreating after it. Any
-// other status (an error, a disconnection) is shown at once.
+// other status (an error, a disconnection) is shown at once. A deploy
+// deadline shorter than twice the grace halves it instead, so that the pod
+// shows it was starting before it shows it was too slow.
 const firstStatusGrace = 5 * time.Second
+
+// holdBack reports whether next, a new pod's first status since its write
+// at writtenAt, is held back: it only says the pod is starting, within the
+// grace.
+func (m *statusMapper) holdBack(next corev1.PodStatus, writtenAt, now time.Time) bool {
+	grace := firstStatusGrace
+	if m.deployDeadline > 0 {
+		grace = min(grace, m.deployDeadline/2)
+	}
+	return translate.Starting(next) && now.Sub(writtenAt) < grace
+}
 
 // update maps deployed pods' application statuses to pod statuses: all
 // of them, or those on a changed device, on a device that is away, or not
@@ -60,7 +73,7 @@ func (m *statusMapper) update(changed map[string]bool, all bool) {
 		}
 		next := statusFor(st, fleet, away, now, m.deployDeadline)
 		if st.unshown {
-			if translate.Starting(next) && now.Sub(st.writtenAt) < firstStatusGrace {
+			if m.holdBack(next, st.writtenAt, now) {
 				// Kubernetes shows the pod Pending already; the next pass
 				// maps it again, usually to Running.
 				return

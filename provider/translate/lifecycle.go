@@ -48,11 +48,18 @@ func PendingStatus(pod *corev1.Pod, reason, msg string) corev1.PodStatus {
 }
 
 // Starting reports whether s says no more than that the pod is starting:
-// Pending, with every container waiting as ContainerCreating. Such a status
-// carries no failure a user must see at once.
+// Pending, not ready only because its containers are not, and every
+// container waiting as ContainerCreating. Such a status carries no failure
+// a user must see at once (a device that went offline, say, gives another
+// reason for not being ready).
 func Starting(s corev1.PodStatus) bool {
 	if s.Phase != corev1.PodPending || len(s.ContainerStatuses) == 0 {
 		return false
+	}
+	for _, c := range s.Conditions {
+		if c.Type == corev1.PodReady && c.Reason != ReasonContainersNotReady {
+			return false
+		}
 	}
 	for _, list := range [][]corev1.ContainerStatus{s.InitContainerStatuses, s.ContainerStatuses} {
 		for i := range list {

@@ -294,3 +294,31 @@ func TestDisconnectedStatus(t *testing.T) {
 		}
 	}
 }
+
+// Starting is true only of statuses that say no more than "starting":
+// the node holds such a first status back, never a failure.
+func TestStarting(t *testing.T) {
+	pod := twoContainerPod(corev1.RestartPolicyAlways)
+	cases := []struct {
+		name string
+		st   corev1.PodStatus
+		want bool
+	}{
+		{"not reported yet", PodStatus(pod, nil, online, t1), true},
+		{"Preparing", PodStatus(pod, appStatus("Preparing", "0/2", 0), online, t1), true},
+		{"Starting", PodStatus(pod, appStatus("Starting", "0/2", 0), online, t1), true},
+		{"just written", PendingStatus(pod, "", "deployed"), true},
+		{"Running", PodStatus(pod, appStatus("Running", "2/2", 0), online, t1), false},
+		{"Error", PodStatus(pod, appStatus("Error", "0/2", 0), online, t1), false},
+		{"deadline passed", PodStatus(pod, nil, DeviceInfo{Name: "edge-1", Online: true, DeployDeadlineExceeded: time.Minute}, t1), false},
+		{"update failed", PodStatus(pod, nil, DeviceInfo{Name: "edge-1", Online: true, UpdateFailure: "prefetch failed"}, t1), false},
+		{"disconnected", PodStatus(pod, nil, DeviceInfo{Name: "edge-1"}, t1), false},
+		{"waiting for room", PendingStatus(pod, "WaitingForDevice", "no room"), false},
+		{"API server's own Pending", corev1.PodStatus{Phase: corev1.PodPending}, false},
+	}
+	for _, c := range cases {
+		if got := Starting(c.st); got != c.want {
+			t.Errorf("%s: Starting = %v, want %v (status %+v)", c.name, got, c.want, c.st.ContainerStatuses)
+		}
+	}
+}
