@@ -142,26 +142,17 @@ var _ = Describe("Pod writes", func() {
 		var writes []string
 		deadline := time.After(60 * time.Second)
 		for ready := false; !ready; {
-			select {
-			case ev, ok := <-w.ResultChan():
-				Expect(ok).To(BeTrue(), "watch closed")
-				p, isPod := ev.Object.(*corev1.Pod)
-				Expect(isPod).To(BeTrue(), "watch event %v", ev.Type)
-				if ev.Type == watch.Modified {
-					Expect(prev).NotTo(BeNil())
-					Expect(equality.Semantic.DeepEqual(prev.Status, p.Status)).To(BeFalse(),
-						"write %d to the pod left its status as it was: a write of its own (labels %v, annotations %v)", len(writes)+1, p.Labels, p.Annotations)
-					Expect(p.Annotations).To(HaveKey(vkv1.AnnotationDevice), "write %d carries no placement record", len(writes)+1)
-					Expect(p.Labels).To(HaveKeyWithValue(vkv1.LabelDevice, p.Annotations[vkv1.AnnotationDevice]))
-					writes = append(writes, string(p.Status.Phase))
-				}
-				prev = p
-				for _, c := range p.Status.Conditions {
-					ready = ready || (c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue)
-				}
-			case <-deadline:
-				Fail(fmt.Sprintf("pod not Ready after 60 s; writes so far: %v", writes))
+			typ, p := nextPodEvent(w, deadline, func() string { return fmt.Sprintf("pod not Ready after 60 s; writes so far: %v", writes) })
+			if typ == watch.Modified {
+				Expect(prev).NotTo(BeNil())
+				Expect(equality.Semantic.DeepEqual(prev.Status, p.Status)).To(BeFalse(),
+					"write %d to the pod left its status as it was: a write of its own (labels %v, annotations %v)", len(writes)+1, p.Labels, p.Annotations)
+				Expect(p.Annotations).To(HaveKey(vkv1.AnnotationDevice), "write %d carries no placement record", len(writes)+1)
+				Expect(p.Labels).To(HaveKeyWithValue(vkv1.LabelDevice, p.Annotations[vkv1.AnnotationDevice]))
+				writes = append(writes, string(p.Status.Phase))
 			}
+			prev = p
+			ready = podIsReady(p)
 		}
 		GinkgoWriter.Printf("writes to the pod from create to Ready: %d %v\n", len(writes), writes)
 		AddReportEntry("pod writes from create to Ready", len(writes))
@@ -225,19 +216,12 @@ var _ = Describe("Pod writes", func() {
 		ready := map[string]bool{}
 		deadline := time.After(90 * time.Second)
 		for len(ready) < n {
-			select {
-			case ev, ok := <-w.ResultChan():
-				Expect(ok).To(BeTrue(), "watch closed")
-				p, isPod := ev.Object.(*corev1.Pod)
-				Expect(isPod).To(BeTrue(), "watch event %v", ev.Type)
-				if ev.Type == watch.Modified {
-					writes[p.Name] = append(writes[p.Name], podShows(p))
-				}
-				if podIsReady(p) {
-					ready[p.Name] = true
-				}
-			case <-deadline:
-				Fail(fmt.Sprintf("%d of %d pods Ready after 90 s", len(ready), n))
+			typ, p := nextPodEvent(w, deadline, func() string { return fmt.Sprintf("%d of %d pods Ready after 90 s", len(ready), n) })
+			if typ == watch.Modified {
+				writes[p.Name] = append(writes[p.Name], podShows(p))
+			}
+			if podIsReady(p) {
+				ready[p.Name] = true
 			}
 		}
 		total := 0
@@ -263,6 +247,21 @@ var _ = Describe("Pod writes", func() {
 		Eventually(f.ready(ctx, "slow"), 30*time.Second).Should(BeTrue())
 	})
 })
+
+// nextPodEvent is the next event of a pod watch; at deadline it fails the
+// spec, saying what().
+func nextPodEvent(w watch.Interface, deadline <-chan time.Time, what func() string) (watch.EventType, *corev1.Pod) {
+	select {
+	case ev, ok := <-w.ResultChan():
+		Expect(ok).To(BeTrue(), "watch closed")
+		p, isPod := ev.Object.(*corev1.Pod)
+		Expect(isPod).To(BeTrue(), "watch event %v", ev.Type)
+		return ev.Type, p
+	case <-deadline:
+		Fail(what())
+	}
+	return "", nil
+}
 
 // podShows is the phase and the first container's waiting reason, if any.
 func podShows(p *corev1.Pod) string {
