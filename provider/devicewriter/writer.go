@@ -31,6 +31,7 @@ import (
 type Client interface {
 	GetDevice(ctx context.Context, name string) (*flightctl.Device, error)
 	ReplaceDevice(ctx context.Context, d *flightctl.Device) (*flightctl.Device, error)
+	PatchDevice(ctx context.Context, name string, ops []flightctl.PatchOperation) (*flightctl.Device, error)
 }
 
 // OwnedFunc says whether an application or config entry name belongs to
@@ -354,7 +355,7 @@ func (w *Writer) write(ctx context.Context, device string, batch []*pending) (Re
 				return true, nil
 			}
 			w.count(func(s *Stats) { s.Writes++ })
-			out, err := w.client.ReplaceDevice(ctx, d)
+			out, err := w.send(ctx, d, observed)
 			switch {
 			case err == nil:
 				w.saw(out)
@@ -362,9 +363,11 @@ func (w *Writer) write(ctx context.Context, device string, batch []*pending) (Re
 				return true, nil
 			case flightctl.IsOwnedByFleet(err):
 				return false, fmt.Errorf("device %s is owned by a Flightctl fleet; per-device workloads need devices that no fleet owns: %w", device, err)
-			case flightctl.IsConflict(err) && observed:
+			case observed && (flightctl.IsStale(err) || flightctl.IsConflict(err) || flightctl.IsNotFound(err)):
 				// The copy was older than the device: read it now, no
-				// need to back off from a writer that may not exist.
+				// need to back off from a writer that may not exist. A
+				// device deleted since the copy was taken is read too, so
+				// that the write ends as a write to a missing device does.
 				w.count(func(s *Stats) { s.Conflicts++; s.ObservedStale++ })
 				d = nil
 				continue
@@ -381,6 +384,24 @@ func (w *Writer) write(ctx context.Context, device string, batch []*pending) (Re
 		err = fmt.Errorf("writing device %s: still conflicting after %d attempts", device, attempt)
 	}
 	return res, err
+}
+
+// send writes d. A write that starts from a GET is a PUT guarded by the
+// read's resourceVersion. One that starts from an observed copy is a JSON
+// patch of the spec guarded the same way (a failed guard is a 400 that
+// IsStale reports): PUT is an upsert even with a resourceVersion (Flightctl
+// v1.2 answers 201 for a missing name), and a device deleted in the minute
+// since the copy was listed would be created again with our applications,
+// where a patch of a missing device is a 404.
+func (w *Writer) send(ctx context.Context, d *flightctl.Device, observed bool) (*flightctl.Device, error) {
+	if !observed {
+		return w.client.ReplaceDevice(ctx, d)
+	}
+	return w.client.PatchDevice(ctx, d.Metadata.Name, []flightctl.PatchOperation{
+		{Op: "test", Path: "/metadata/resourceVersion", Value: d.Metadata.ResourceVersion},
+		// add, not replace: it also holds when the copy has no spec.
+		{Op: "add", Path: "/spec", Value: d.Spec},
+	})
 }
 
 // read GETs the device for a write. Without a device it says whether the

@@ -338,6 +338,43 @@ func TestStaleObservedReadMeetsAConflictAndIsReadAgain(t *testing.T) {
 	}
 }
 
+// A PUT is an upsert: a write from a copy taken before the device was
+// deleted must not create it again (the reliability suite's device-deleted
+// phase found one doing so). From a copy the write is a guarded patch; the
+// server's 404 sends it to a read, which ends it as for any missing device.
+func TestObservedCopyOfADeletedDeviceDoesNotCreateIt(t *testing.T) {
+	ctx := context.Background()
+	sim, c, w := setup(t, flightctlsim.Faults{})
+	for dev, ch := range map[string]devicewriter.Change{
+		"device-1": {Name: "vk-new", App: quadlet("vk-new", "docker.io/library/nginx:alpine")},
+		"device-2": {Name: "vk-old"}, // a removal: done, since the device is gone
+	} {
+		if ch.App == nil {
+			if _, err := w.Apply(ctx, dev, devicewriter.Change{Name: ch.Name, App: quadlet(ch.Name, "docker.io/library/nginx:1")}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		observe(t, w, settledCopy(t, sim, c, dev))
+		if err := c.DeleteDevice(ctx, dev); err != nil {
+			t.Fatal(err)
+		}
+		before := w.Stats()
+		_, err := w.Apply(ctx, dev, ch)
+		if ch.App != nil && !flightctl.IsNotFound(err) {
+			t.Errorf("writing %s from a copy of deleted %s: %v, want NotFound", ch.Name, dev, err)
+		}
+		if ch.App == nil && err != nil {
+			t.Errorf("removing %s from deleted %s, from a copy: %v, want success", ch.Name, dev, err)
+		}
+		if after := w.Stats(); after.Observed-before.Observed != 1 || after.Reads-before.Reads != 1 {
+			t.Errorf("%s: stats %+v -> %+v: want the copy used, then one read", dev, before, after)
+		}
+		if _, err := c.GetDevice(ctx, dev); !flightctl.IsNotFound(err) {
+			t.Errorf("after writing %s from a copy: %s exists again (%v)", ch.Name, dev, err)
+		}
+	}
+}
+
 func TestObservedReadOlderThanOwnWriteIsIgnored(t *testing.T) {
 	ctx := context.Background()
 	sim, c, w := setup(t, flightctlsim.Faults{})

@@ -71,6 +71,14 @@ func (c markingClient) ReplaceDevice(ctx context.Context, d *flightctl.Device) (
 	return out, err
 }
 
+// PatchDevice patches the device and keeps it hot.
+func (c markingClient) PatchDevice(ctx context.Context, name string, ops []flightctl.PatchOperation) (*flightctl.Device, error) {
+	c.hot.mark(name)
+	out, err := c.Client.PatchDevice(ctx, name, ops)
+	c.hot.mark(name)
+	return out, err
+}
+
 // hotHold is how long a written or event-named device stays hot: two
 // polls, and at least 2 s. The server re-renders within ~20-30 ms of a
 // write (v1.2), so the first read after it already shows a newer rendered

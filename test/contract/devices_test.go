@@ -383,6 +383,51 @@ func testPatchDevice(t *testing.T, tg Target) {
 		}
 	})
 
+	t.Run("guarded patch of the whole spec", func(t *testing.T) {
+		f := f.at(t)
+		f.settle()
+		app := quadletApp("whole", testImage)
+		var out *flightctl.Device
+		var err error
+		for range 5 {
+			cur, gerr := f.c.GetDevice(f.ctx(), name)
+			if gerr != nil {
+				t.Fatal(gerr)
+			}
+			spec := cur.Spec
+			spec.Applications = []flightctl.ApplicationSpec{app}
+			out, err = f.c.PatchDevice(f.ctx(), name, []flightctl.PatchOperation{
+				{Op: "test", Path: "/metadata/resourceVersion", Value: cur.Metadata.ResourceVersion},
+				{Op: "add", Path: "/spec", Value: spec},
+			})
+			if !flightctl.IsStale(err) {
+				break
+			}
+		}
+		if err != nil {
+			t.Fatalf("guarded PatchDevice of /spec: %v", err)
+		}
+		checkApp(t, out.Spec, app)
+		if len(out.Spec.Applications) != 1 {
+			t.Errorf("applications after replacing the spec: %d, want 1", len(out.Spec.Applications))
+		}
+	})
+
+	// Unlike PUT (an upsert, 201 on a new name), a patch never creates:
+	// the device writer relies on it when it writes from a listed copy.
+	t.Run("patch of a missing device is 404 and creates nothing", func(t *testing.T) {
+		f := f.at(t)
+		missing := f.name("missing")
+		_, err := f.c.PatchDevice(f.ctx(), missing, []flightctl.PatchOperation{
+			{Op: "test", Path: "/metadata/resourceVersion", Value: "5"},
+			{Op: "add", Path: "/spec", Value: specOf()},
+		})
+		expectAPIError(t, tg, err, apiErr{code: http.StatusNotFound, is: []class{notFound}, msg: "not found"})
+		if _, err := f.c.GetDevice(f.ctx(), missing); !flightctl.IsNotFound(err) {
+			t.Errorf("GET after the patch: %v, want NotFound", err)
+		}
+	})
+
 	t.Run("failed resourceVersion test is 400 and stale", func(t *testing.T) {
 		f := f.at(t)
 		_, err := f.c.PatchDevice(f.ctx(), name, []flightctl.PatchOperation{
