@@ -140,15 +140,7 @@ func (f *fixture) phase(ctx context.Context, name string) func() corev1.PodPhase
 func (f *fixture) ready(ctx context.Context, name string) func() bool {
 	return func() bool {
 		p := f.getPod(ctx, name)
-		if p == nil {
-			return false
-		}
-		for _, c := range p.Status.Conditions {
-			if c.Type == corev1.PodReady {
-				return c.Status == corev1.ConditionTrue
-			}
-		}
-		return false
+		return p != nil && podIsReady(p)
 	}
 }
 
