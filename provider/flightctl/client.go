@@ -330,7 +330,15 @@ func readBody(hresp *http.Response) ([]byte, error) {
 	if !success(hresp.StatusCode) {
 		limit = maxErrorBodyToRead
 	}
-	raw, err := io.ReadAll(io.LimitReader(hresp.Body, limit+1))
+	var buf bytes.Buffer
+	if n := hresp.ContentLength; n > 0 && n <= limit {
+		// A device is ~10-15 KB; io.ReadAll would grow its buffer from
+		// 512 bytes, leaving two to three times the body as garbage for
+		// every write's answer.
+		buf.Grow(int(n) + bytes.MinRead)
+	}
+	_, err := buf.ReadFrom(io.LimitReader(hresp.Body, limit+1))
+	raw := buf.Bytes()
 	if err == nil && int64(len(raw)) > limit && success(hresp.StatusCode) {
 		err = fmt.Errorf("%w: response body larger than %d bytes", errPermanent, limit)
 	}

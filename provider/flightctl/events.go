@@ -2,6 +2,10 @@ package flightctl
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"strings"
 )
@@ -29,15 +33,47 @@ func (c *Client) ListEvents(ctx context.Context, opts ListOptions) (*EventList, 
 	return &out, nil
 }
 
-// ForEachEvent calls fn for every event matching opts, newest first,
-// following metadata.continue with a bounded page size. A poller returns
-// ErrStopIteration from fn at the first event it has already seen.
+// ForEachEvent calls fn for every event matching opts, newest first
+// unless opts.Order says otherwise, following metadata.continue with a
+// bounded page size. A poller returns ErrStopIteration from fn at the first
+// event it has already seen. Each page is decoded as it arrives and fn sees
+// each event as soon as it is decoded, so memory follows one event rather
+// than a page (a busy fleet's page of 1,000 events is about a megabyte,
+// and every binding reads one per poll). A page whose transfer breaks is
+// read again when the client retries, so fn may then see an event twice;
+// an error from fn stops the walk and is returned as is.
 func (c *Client) ForEachEvent(ctx context.Context, opts ListOptions, fn func(*Event) error) error {
-	return forEachItem(ctx, opts, func(o ListOptions) ([]Event, string, error) {
-		page, err := c.ListEvents(ctx, o)
-		if err != nil {
-			return nil, "", err
+	return forEachPage(ctx, opts, func(o ListOptions) (string, error) {
+		var (
+			fnErr error
+			meta  ListMeta
+		)
+		r := request{op: OpListEvents, method: http.MethodGet, path: "/events", query: o.query(),
+			stream: func(body io.Reader) error {
+				fnErr = nil
+				var err error
+				meta, err = readList(body, KindEventList, func(dec *json.Decoder) error {
+					var e Event
+					if err := dec.Decode(&e); err != nil {
+						return fmt.Errorf("decode event: %w", err)
+					}
+					if fnErr = fn(&e); fnErr != nil {
+						return errStopped
+					}
+					return nil
+				})
+				if errors.Is(err, errStopped) {
+					// The caller stopped reading; the answer itself was fine.
+					err = nil
+				}
+				return err
+			}}
+		if _, err := c.call(ctx, r, nil, KindEventList); err != nil {
+			return "", err
 		}
-		return page.Items, page.Metadata.Continue, nil
-	}, fn)
+		if fnErr != nil {
+			return "", fnErr
+		}
+		return meta.Continue, nil
+	})
 }

@@ -81,32 +81,75 @@ func ReadDeviceList(r io.Reader, digest AppDigestFunc, fn func(*ListedDevice) er
 
 // ReadDeviceListFull is ReadDeviceList that also hands fn the JSON of the
 // devices full selects by name, as listed (nil for the others), for a
-// reader that may write them back and decodes them only then. Each
-// device's JSON is held only while it is decoded, unless fn keeps it. A
-// nil full selects none, and the devices are then decoded straight from
-// the stream, without their JSON being copied first.
+// reader that may write them back and decodes them only then. Every device
+// is decoded once, straight from the stream; the JSON of a selected one is
+// copied from what the decoder read (see teeReader), not scanned again, and
+// is held only while fn keeps it. A nil full selects none.
 func ReadDeviceListFull(r io.Reader, digest AppDigestFunc, full func(name string) bool, fn func(*ListedDevice, json.RawMessage) error) (ListMeta, error) {
-	return readList(r, KindDeviceList, func(dec *json.Decoder) error {
-		if full == nil {
+	if full == nil {
+		return readList(r, KindDeviceList, func(dec *json.Decoder) error {
 			d, err := decodeListed(dec, digest)
 			if err != nil {
 				return err
 			}
 			return fn(d, nil)
-		}
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			return fmt.Errorf("decode device: %w", err)
-		}
-		d, err := decodeListed(json.NewDecoder(bytes.NewReader(raw)), digest)
+		})
+	}
+	rec := &teeReader{r: r}
+	return readList(rec, KindDeviceList, func(dec *json.Decoder) error {
+		from := dec.InputOffset()
+		d, err := decodeListed(dec, digest)
 		if err != nil {
 			return err
 		}
-		if !full(d.Metadata.Name) {
-			return fn(d, nil)
+		to := dec.InputOffset()
+		var raw json.RawMessage
+		if full(d.Metadata.Name) {
+			raw = rec.value(from, to)
 		}
+		rec.forget(to)
 		return fn(d, raw)
 	})
+}
+
+// teeReader keeps what a json.Decoder read from r and has not yet been
+// forgotten, so the JSON of one value can be copied out by the decoder's
+// input offsets after it was decoded. Decoding a hot device from the
+// stream and copying its bytes costs one scan; reading it as a RawMessage
+// and then decoding that copy cost four (the decoder's and Unmarshal's,
+// twice each), which was most of the manager's CPU in a burst.
+type teeReader struct {
+	r io.Reader
+	// buf holds the input from stream offset base on.
+	buf  []byte
+	base int64
+}
+
+func (c *teeReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.buf = append(c.buf, p[:n]...)
+	return n, err
+}
+
+// value copies the input between two decoder offsets: one value, after
+// the separator and white space the decoder skipped before it.
+func (c *teeReader) value(from, to int64) json.RawMessage {
+	if from < c.base || to < from || to-c.base > int64(len(c.buf)) {
+		return nil
+	}
+	v := bytes.TrimLeft(c.buf[from-c.base:to-c.base], ", \t\r\n")
+	return append(json.RawMessage(nil), v...)
+}
+
+// forget drops the input before stream offset off, keeping the buffer's
+// memory for what the decoder reads next.
+func (c *teeReader) forget(off int64) {
+	if off <= c.base {
+		return
+	}
+	n := min(off-c.base, int64(len(c.buf)))
+	c.buf = c.buf[:copy(c.buf, c.buf[n:])]
+	c.base += n
 }
 
 // listedWire is one listed device on the wire; A is what an application
@@ -156,6 +199,11 @@ func decodeListedAs[A any](dec *json.Decoder, app func(A) ListedApplication) (*L
 	if err := dec.Decode(&w); err != nil {
 		return nil, fmt.Errorf("decode device: %w", err)
 	}
+	return w.listed(app), nil
+}
+
+// listed is the wire device in the form listings hand out.
+func (w *listedWire[A]) listed(app func(A) ListedApplication) *ListedDevice {
 	d := &ListedDevice{Metadata: w.Metadata, Status: w.Status}
 	if w.Spec != nil {
 		d.Spec = &ListedSpec{Decommissioning: bool(w.Spec.Decommissioning)}
@@ -163,7 +211,7 @@ func decodeListedAs[A any](dec *json.Decoder, app func(A) ListedApplication) (*L
 			d.Spec.Applications = append(d.Spec.Applications, app(a))
 		}
 	}
-	return d, nil
+	return d
 }
 
 // errEmptyBody is a 2xx answer without a body where a list was expected.

@@ -80,4 +80,21 @@ func BenchmarkDecodeDeviceList(b *testing.B) {
 			}
 		})
 	}
+	// "lean-hot": every device hot, its JSON kept for the device writer
+	// (the poller in a burst, when most devices are being written to).
+	b.Run("lean-hot", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			n, kept := 0, 0
+			_, err := ReadDeviceListFull(bytes.NewReader(body), nil, func(string) bool { return true },
+				func(_ *ListedDevice, raw json.RawMessage) error {
+					n++
+					kept += len(raw)
+					return nil
+				})
+			if err != nil || n != 1000 || kept < len(body)*9/10 {
+				b.Fatalf("%v, %d devices, %d bytes kept", err, n, kept)
+			}
+		}
+	})
 }

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/iotest"
 )
 
 // contentDigest depends on every modelled field of an application, so a
@@ -351,5 +352,103 @@ func TestReadDeviceListFullKeepsSelectedDevices(t *testing.T) {
 	}
 	if kept < 3 {
 		t.Fatalf("only %d devices were kept in full", kept)
+	}
+}
+
+// Events are read like devices: as the page arrives. A page whose
+// transfer breaks is read again (fn may see an event twice), a callback's
+// stop ends the walk at once, and a body that is not an event list fails
+// without a retry.
+func TestForEachEventStreams(t *testing.T) {
+	var page bytes.Buffer
+	list := EventList{APIVersion: APIVersion, Kind: KindEventList}
+	for i := range 40 {
+		list.Items = append(list.Items, Event{Metadata: ObjectMeta{Name: fmt.Sprintf("e%04d", i)}, Reason: "DeviceConnected",
+			InvolvedObject: ObjectReference{Kind: KindDevice, Name: fmt.Sprintf("d%04d", i)}})
+	}
+	if err := json.NewEncoder(&page).Encode(&list); err != nil {
+		t.Fatal(err)
+	}
+	t.Run("broken transfer retried", func(t *testing.T) {
+		n, url := brokenOnce(t, page.Bytes())
+		c := newTestClient(t, url)
+		seen := map[string]int{}
+		err := c.ForEachEvent(context.Background(), ListOptions{}, func(e *Event) error {
+			seen[e.InvolvedObject.Name]++
+			return nil
+		})
+		if err != nil || n.Load() != 2 || len(seen) != 40 {
+			t.Fatalf("err=%v requests=%d events=%d", err, n.Load(), len(seen))
+		}
+	})
+	t.Run("stop ends the walk", func(t *testing.T) {
+		var n atomic.Int32
+		srv := newServer(t, func(w http.ResponseWriter, _ *http.Request) {
+			n.Add(1)
+			w.Header().Set("Content-Type", contentTypeJSON)
+			_, _ = w.Write(page.Bytes())
+		})
+		c := newTestClient(t, srv.URL)
+		seen := 0
+		err := c.ForEachEvent(context.Background(), ListOptions{}, func(*Event) error {
+			seen++
+			return ErrStopIteration
+		})
+		if err != nil || seen != 1 || n.Load() != 1 {
+			t.Fatalf("err=%v seen=%d requests=%d", err, seen, n.Load())
+		}
+	})
+	t.Run("wrong kind not retried", func(t *testing.T) {
+		var n atomic.Int32
+		srv := newServer(t, func(w http.ResponseWriter, _ *http.Request) {
+			n.Add(1)
+			writeJSON(w, 200, &DeviceList{APIVersion: APIVersion, Kind: KindDeviceList})
+		})
+		c := newTestClient(t, srv.URL)
+		err := c.ForEachEvent(context.Background(), ListOptions{}, func(*Event) error { return nil })
+		if err == nil || !errors.Is(err, errDecode) || n.Load() != 1 || IsRetryable(err) {
+			t.Fatalf("err=%v requests=%d", err, n.Load())
+		}
+	})
+}
+
+// The JSON handed out for a selected device is that device's bytes
+// exactly, however the body arrives: read a byte at a time, indented, and
+// with the devices' order mixing selected and skipped ones.
+func TestReadDeviceListFullJSONIsTheListedBytes(t *testing.T) {
+	list := DeviceList{APIVersion: APIVersion, Kind: KindDeviceList}
+	for i := range 30 {
+		list.Items = append(list.Items, testDevice(fmt.Sprintf("d%04d", i)))
+	}
+	body, err := json.MarshalIndent(&list, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]json.RawMessage{}
+	_, err = ReadDeviceListFull(iotest.OneByteReader(bytes.NewReader(body)), nil, func(name string) bool { return name[len(name)-1]%3 != 0 },
+		func(d *ListedDevice, raw json.RawMessage) error {
+			if raw != nil {
+				got[d.Metadata.Name] = raw
+			}
+			return nil
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 18 { // last digits 1, 2, 4, 5, 7 and 8
+		t.Fatalf("%d devices came with their JSON, want 18", len(got))
+	}
+	for _, d := range list.Items {
+		raw, ok := got[d.Metadata.Name]
+		if !ok {
+			continue
+		}
+		want, err := json.MarshalIndent(&d, "    ", "  ") // items sit two levels deep
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(raw, want) {
+			t.Fatalf("%s: JSON\n%s\nwant the listed bytes\n%s", d.Metadata.Name, raw, want)
+		}
 	}
 }

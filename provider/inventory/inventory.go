@@ -118,6 +118,9 @@ type Fleet struct {
 	ListedAt time.Time
 
 	byName map[string]int
+	// placement is Devices in placement's form, built once per Fleet:
+	// placement asks for it for every new pod.
+	placement []placement.Device
 	// byApp indexes devices by the applications in their spec: Holder is
 	// asked for every new pod.
 	byApp map[string]int
@@ -150,13 +153,10 @@ func (f *Fleet) Holder(app string) (string, bool) {
 	return f.Devices[i].Name, true
 }
 
-// PlacementDevices returns the devices in the form placement takes.
+// PlacementDevices returns the devices in the form placement takes, in
+// name order. The slice is shared: callers must not change it.
 func (f *Fleet) PlacementDevices() []placement.Device {
-	out := make([]placement.Device, len(f.Devices))
-	for i := range f.Devices {
-		out[i] = f.Devices[i].Device
-	}
-	return out
+	return f.placement
 }
 
 // IsOnline says whether Flightctl reports a device with status st as
@@ -344,7 +344,9 @@ func assemble(devs []Device, now time.Time) *Fleet {
 		byApp:    map[string]int{},
 	}
 	sort.Slice(f.Devices, func(i, j int) bool { return f.Devices[i].Name < f.Devices[j].Name })
+	f.placement = make([]placement.Device, len(f.Devices))
 	for i := range f.Devices {
+		f.placement[i] = f.Devices[i].Device
 		f.byName[f.Devices[i].Name] = i
 		for _, app := range f.Devices[i].SpecApplications {
 			f.byApp[app] = i

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"maps"
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
@@ -25,6 +26,9 @@ func (k *kubePods) setLister(l corelisters.PodLister) {
 	k.mu.Unlock()
 }
 
+// setCallback registers virtual-kubelet's status callback. Reports share
+// the informer's metadata and the provider's status (statusReport), so cb
+// must copy what it keeps before returning, as virtual-kubelet's does.
 func (k *kubePods) setCallback(cb func(*corev1.Pod)) {
 	k.mu.Lock()
 	k.cb = cb
@@ -88,15 +92,12 @@ func (k *kubePods) notify(v podState) {
 	// the object's labels and annotations; the informer may not have seen
 	// the placement record yet, so carry it here or it would be erased.
 	if v.device != "" {
-		if p.Annotations == nil {
-			p.Annotations = map[string]string{}
+		// p shares base's maps (see statusReport): copy before changing.
+		if p.Annotations[vkv1.AnnotationDevice] != v.device {
+			p.Annotations = withEntry(p.Annotations, vkv1.AnnotationDevice, v.device)
 		}
-		p.Annotations[vkv1.AnnotationDevice] = v.device
-		if len(validation.IsValidLabelValue(v.device)) == 0 {
-			if p.Labels == nil {
-				p.Labels = map[string]string{}
-			}
-			p.Labels[vkv1.LabelDevice] = v.device
+		if len(validation.IsValidLabelValue(v.device)) == 0 && p.Labels[vkv1.LabelDevice] != v.device {
+			p.Labels = withEntry(p.Labels, vkv1.LabelDevice, v.device)
 		}
 	}
 	cb(p)
@@ -122,12 +123,23 @@ func (k *kubePods) notifyStatus(pod *corev1.Pod, status corev1.PodStatus) {
 }
 
 // statusReport is what virtual-kubelet is handed for a pod: base's metadata
-// and status, and no spec. virtual-kubelet deep-copies every report and
-// keeps the copy until the next one (knownPod.lastPodStatusReceivedFromProvider),
-// so a spec here would be one more copy of every pod's spec; it only ever
-// sends the report with UpdateStatus, and the API server's pods/status
-// keeps the stored spec whatever the request carries (and keeps the spec's
-// managed fields too: the envtest "status report" spec checks both).
+// and status, and no spec. virtual-kubelet deep-copies every report before
+// its callback returns and keeps the copy until the next one
+// (knownPod.lastPodStatusReceivedFromProvider), so the report itself
+// shares base's metadata and status rather than copying them (one copy per
+// report instead of two), and a spec here would be one more copy of every
+// pod's spec; it only ever sends the report with UpdateStatus, and the API
+// server's pods/status keeps the stored spec whatever the request carries
+// (and keeps the spec's managed fields too: the envtest "status report"
+// spec checks both).
 func statusReport(base *corev1.Pod, status corev1.PodStatus) *corev1.Pod {
-	return &corev1.Pod{TypeMeta: base.TypeMeta, ObjectMeta: *base.ObjectMeta.DeepCopy(), Status: *status.DeepCopy()}
+	return &corev1.Pod{TypeMeta: base.TypeMeta, ObjectMeta: base.ObjectMeta, Status: status}
+}
+
+// withEntry returns a copy of m with k set to v.
+func withEntry(m map[string]string, k, v string) map[string]string {
+	out := make(map[string]string, len(m)+1)
+	maps.Copy(out, m)
+	out[k] = v
+	return out
 }

@@ -2,6 +2,7 @@ package node
 
 import (
 	"fmt"
+	"maps"
 	"runtime"
 	"strings"
 	"testing"
@@ -10,6 +11,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/cache"
+
+	vkv1 "github.com/vk-flightctl/vk-flightctl/api/v1alpha1"
 )
 
 // wirePod is a Running vk-flightctl pod as the API server sends it, with
@@ -143,7 +146,10 @@ func liveHeap() uint64 {
 }
 
 // TestStatusReportCarriesNoSpec: what virtual-kubelet keeps per pod is
-// metadata and status only, and a copy: changing it leaves the cache alone.
+// metadata and status only. The report shares them with the cache
+// (virtual-kubelet deep-copies each report before its callback returns),
+// so the placement record notify adds must land on copies of the maps,
+// never on the informer's pod.
 func TestStatusReportCarriesNoSpec(t *testing.T) {
 	base := decodePod(t, "p", "1", "pause:3.10", "Pending")
 	status := corev1.PodStatus{Phase: corev1.PodRunning, Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: metav1.Now()}}}
@@ -154,10 +160,17 @@ func TestStatusReportCarriesNoSpec(t *testing.T) {
 	if r.Name != "p" || r.UID != base.UID || r.Labels["app"] != "bench" || r.Status.Phase != corev1.PodRunning {
 		t.Errorf("the report lost metadata or status: %+v", r)
 	}
-	r.Annotations["x"] = "y"
-	status.Conditions[0].Status = corev1.ConditionFalse
-	if _, leaked := base.Annotations["x"]; leaked || r.Status.Conditions[0].Status != corev1.ConditionTrue {
-		t.Error("the report shares maps with the cache or the caller's status")
+
+	annotations, labels := maps.Clone(base.Annotations), maps.Clone(base.Labels)
+	var got *corev1.Pod
+	k := &kubePods{}
+	k.setCallback(func(p *corev1.Pod) { got = p.DeepCopy() })
+	k.notify(podState{pod: base, device: "dev-1", status: status})
+	if got == nil || got.Annotations[vkv1.AnnotationDevice] != "dev-1" || got.Labels[vkv1.LabelDevice] != "dev-1" || got.Labels["app"] != "bench" {
+		t.Fatalf("the report lacks the placement record or the pod's labels: %+v", got)
+	}
+	if !maps.Equal(base.Annotations, annotations) || !maps.Equal(base.Labels, labels) {
+		t.Errorf("notify changed the informer's pod: annotations %v, labels %v", base.Annotations, base.Labels)
 	}
 }
 

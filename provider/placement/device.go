@@ -1,7 +1,9 @@
 package placement
 
 import (
+	"slices"
 	"sort"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -144,9 +146,16 @@ func Summarize(devices []Device) Summary {
 	return s
 }
 
-// sortedByName returns a copy of devices in name order, so every result
-// and message is deterministic whatever order the caller listed them in.
+// sortedByName returns devices in name order (a sorted copy unless they
+// already are), so every result and message is deterministic whatever
+// order the caller listed them in. Callers must not change the result.
 func sortedByName(devices []Device) []Device {
+	byName := func(a, b Device) int { return strings.Compare(a.Name, b.Name) }
+	if slices.IsSortedFunc(devices, byName) {
+		// The inventory hands devices over in name order already; no
+		// copy is needed then, as nothing here changes the slice.
+		return devices
+	}
 	out := append([]Device(nil), devices...)
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out

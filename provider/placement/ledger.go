@@ -114,6 +114,9 @@ func (l *Ledger) Reserve(podKey string, dev Device, requests corev1.ResourceList
 
 // verdict says why dev, holding u, cannot take req; bad is false if it can.
 func verdict(dev Device, u usage, req amount) (v DeviceVerdict, bad bool) {
+	if fits(dev, u, req) {
+		return DeviceVerdict{}, false
+	}
 	alloc := dev.allocatable()
 	free := alloc.minus(u.amount)
 	if !free.covers(req) {
@@ -131,6 +134,12 @@ func verdict(dev Device, u usage, req amount) (v DeviceVerdict, bad bool) {
 		}, true
 	}
 	return DeviceVerdict{}, false
+}
+
+// fits is verdict without the message: whether dev, with u already
+// held, takes req.
+func fits(dev Device, u usage, req amount) bool {
+	return dev.allocatable().minus(u.amount).covers(req) && u.pods < dev.maxPods()
 }
 
 // add records a hold without checking room; the caller holds mu and has
@@ -244,8 +253,8 @@ func (l *Ledger) reserveBest(podKey string, online, usable []Device, requests co
 	if e, found := l.pods[podKey]; found {
 		return e.assignment(podKey), true, nil, true
 	}
-	if ranked := rank(online, l.usageOf(online), need); len(ranked) > 0 {
-		l.add(podKey, ranked[0].Name, need)
+	if d, ok := best(online, l.usageOf(online), need); ok {
+		l.add(podKey, d.Name, need)
 		return l.pods[podKey].assignment(podKey), false, nil, true
 	}
 	return Assignment{}, false, l.usageOf(usable), false

@@ -66,29 +66,34 @@ func Place(pod *corev1.Pod, devices []Device, ledger *Ledger) (Decision, error) 
 	if err != nil {
 		return Decision{}, err
 	}
-	var all, matching, usable, online []Device
-	for _, d := range sortedByName(devices) {
-		if d.Name == "" {
+	// One pass and two slices: this runs for every pod placed, over every
+	// device of the fleet, so the lists the error messages need (every
+	// named device, the matching ones) are built only when there is an
+	// error to explain.
+	all := sortedByName(devices)
+	usable := make([]Device, 0, len(all))
+	matched := 0
+	for _, d := range all {
+		if d.Name == "" || !t.Matches(d) {
 			continue
 		}
-		all = append(all, d)
-		if !t.Matches(d) {
-			continue
+		matched++
+		if d.usable() {
+			usable = append(usable, d)
 		}
-		matching = append(matching, d)
-		if !d.usable() {
-			continue
-		}
-		usable = append(usable, d)
+	}
+	online := make([]Device, 0, len(usable))
+	for _, d := range usable {
 		if d.Online {
 			online = append(online, d)
 		}
 	}
-	if len(matching) == 0 {
-		return Decision{}, noMatch(t, all)
+	if matched == 0 {
+		return Decision{}, noMatch(t, named(all))
 	}
 	if len(usable) == 0 {
-		return Decision{}, ownedOnly(t, all, matching)
+		all = named(all)
+		return Decision{}, ownedOnly(t, all, slices.DeleteFunc(slices.Clone(all), func(d Device) bool { return !t.Matches(d) }))
 	}
 
 	a, held, used, ok := ledger.reserveBest(key, online, usable, req)
@@ -100,43 +105,39 @@ func Place(pod *corev1.Pod, devices []Device, ledger *Ledger) (Decision, error) 
 	case ok:
 		return Decision{Device: a.Device, PodKey: key, Requests: req}, nil
 	}
-	return Decision{}, noRoom(t, all, usable, used, req)
+	return Decision{}, noRoom(t, named(all), usable, used, req)
+}
+
+// named drops the devices without a name, which placement ignores.
+func named(devices []Device) []Device {
+	return slices.DeleteFunc(slices.Clone(devices), func(d Device) bool { return d.Name == "" })
 }
 
 func existing(a Assignment) Decision {
 	return Decision{Device: a.Device, PodKey: a.PodKey, Requests: a.Requests, Existing: true}
 }
 
-// rank returns the devices that have room for need, best first.
-func rank(devices []Device, used []usage, need amount) []Device {
-	type cand struct {
-		d     Device
-		score float64
-		pods  int
-	}
-	var cs []cand
+// best returns the device with room for need that spreads best: the
+// lowest busier-resource fraction after adding need, then the fewest
+// pods, then the first by name; ok is false when none has room. A linear
+// scan, not a sort: only the winner is used, and this runs under the
+// ledger's lock for every pod placed.
+func best(devices []Device, used []usage, need amount) (winner Device, ok bool) {
+	var bestScore float64
+	bestPods := 0
 	for i, d := range devices {
-		if _, bad := verdict(d, used[i], need); bad {
+		if !fits(d, used[i], need) {
 			continue
 		}
 		alloc := d.allocatable()
 		after := used[i].amount.plus(need)
-		cs = append(cs, cand{d: d, score: max(fraction(after.cpu, alloc.cpu), fraction(after.mem, alloc.mem)), pods: used[i].pods})
-	}
-	sort.SliceStable(cs, func(i, j int) bool {
-		if cs[i].score != cs[j].score {
-			return cs[i].score < cs[j].score
+		score := max(fraction(after.cpu, alloc.cpu), fraction(after.mem, alloc.mem))
+		pods := used[i].pods
+		if !ok || score < bestScore || (score == bestScore && (pods < bestPods || (pods == bestPods && d.Name < winner.Name))) {
+			winner, bestScore, bestPods, ok = d, score, pods, true
 		}
-		if cs[i].pods != cs[j].pods {
-			return cs[i].pods < cs[j].pods
-		}
-		return cs[i].d.Name < cs[j].d.Name
-	})
-	out := make([]Device, len(cs))
-	for i, c := range cs {
-		out[i] = c.d
 	}
-	return out
+	return winner, ok
 }
 
 // fraction is used/total; a resource the device lacks is fully used as
