@@ -30,7 +30,6 @@ import (
 // Client is the part of the Flightctl client the writer uses.
 type Client interface {
 	GetDevice(ctx context.Context, name string) (*flightctl.Device, error)
-	ReplaceDevice(ctx context.Context, d *flightctl.Device) (*flightctl.Device, error)
 	PatchDevice(ctx context.Context, name string, ops []flightctl.PatchOperation) (*flightctl.Device, error)
 }
 
@@ -355,7 +354,7 @@ func (w *Writer) write(ctx context.Context, device string, batch []*pending) (Re
 				return true, nil
 			}
 			w.count(func(s *Stats) { s.Writes++ })
-			out, err := w.send(ctx, d, observed)
+			out, err := w.send(ctx, d)
 			switch {
 			case err == nil:
 				w.saw(out)
@@ -371,7 +370,9 @@ func (w *Writer) write(ctx context.Context, device string, batch []*pending) (Re
 				w.count(func(s *Stats) { s.Conflicts++; s.ObservedStale++ })
 				d = nil
 				continue
-			case flightctl.IsConflict(err):
+			case flightctl.IsConflict(err) || flightctl.IsStale(err) || flightctl.IsNotFound(err):
+				// Changed or deleted since the GET: the next attempt reads
+				// it again (a missing device then ends the write as such).
 				w.count(func(s *Stats) { s.Conflicts++ })
 				w.log.V(1).Info("Device changed under us; re-reading", "device", device, "attempt", attempt)
 				return false, nil
@@ -386,20 +387,17 @@ func (w *Writer) write(ctx context.Context, device string, batch []*pending) (Re
 	return res, err
 }
 
-// send writes d. A write that starts from a GET is a PUT guarded by the
-// read's resourceVersion. One that starts from an observed copy is a JSON
-// patch of the spec guarded the same way (a failed guard is a 400 that
-// IsStale reports): PUT is an upsert even with a resourceVersion (Flightctl
-// v1.2 answers 201 for a missing name), and a device deleted in the minute
-// since the copy was listed would be created again with our applications,
-// where a patch of a missing device is a 404.
-func (w *Writer) send(ctx context.Context, d *flightctl.Device, observed bool) (*flightctl.Device, error) {
-	if !observed {
-		return w.client.ReplaceDevice(ctx, d)
-	}
+// send writes d's spec as a JSON patch guarded by the resourceVersion of
+// the read it started from, a GET or an observed copy (a failed guard is a
+// 400 that IsStale reports). Never a PUT: PUT is an upsert even with a
+// resourceVersion (Flightctl v1.2 answers 201 for a missing name), so a
+// device deleted between the read and the write would be created again
+// with our applications, where a patch of a missing device is a 404. The
+// guard also makes the patch safe for the client to repeat.
+func (w *Writer) send(ctx context.Context, d *flightctl.Device) (*flightctl.Device, error) {
 	return w.client.PatchDevice(ctx, d.Metadata.Name, []flightctl.PatchOperation{
 		{Op: "test", Path: "/metadata/resourceVersion", Value: d.Metadata.ResourceVersion},
-		// add, not replace: it also holds when the copy has no spec.
+		// add, not replace: it also holds when the device has no spec.
 		{Op: "add", Path: "/spec", Value: d.Spec},
 	})
 }

@@ -423,3 +423,36 @@ func TestObservedReadThatNeedsNoWriteIsConfirmedByARead(t *testing.T) {
 		t.Errorf("applications = %s, want vk-a written again", got)
 	}
 }
+
+// deletingClient deletes a device right after the writer's GET of it
+// returned: the window between a read and its write.
+type deletingClient struct {
+	*flightctl.Client
+}
+
+func (c deletingClient) GetDevice(ctx context.Context, name string) (*flightctl.Device, error) {
+	d, err := c.Client.GetDevice(ctx, name)
+	if err == nil {
+		err = c.DeleteDevice(ctx, name)
+	}
+	return d, err
+}
+
+// A device deleted between the writer's GET and its write is not created
+// again: the write is a guarded patch, which a missing device answers with
+// 404, never an upsert.
+func TestDeviceDeletedAfterTheReadIsNotCreated(t *testing.T) {
+	ctx := context.Background()
+	sim, c, _ := setup(t, flightctlsim.Faults{})
+	w := devicewriter.New(deletingClient{c}, owned, logr.Discard())
+	_, err := w.Apply(ctx, "device-1", devicewriter.Change{Name: "vk-a", App: quadlet("vk-a", "docker.io/library/nginx:alpine")})
+	if !flightctl.IsNotFound(err) {
+		t.Errorf("writing to a device deleted after its read: %v, want NotFound", err)
+	}
+	if _, err := c.GetDevice(ctx, "device-1"); !flightctl.IsNotFound(err) {
+		t.Errorf("device-1 exists again after the write (%v)", err)
+	}
+	if st := sim.Stats(); st.Requests["replaceDevice"] != 0 || st.Requests["patchDevice"] != 1 {
+		t.Errorf("writes: %d PUTs and %d patches, want one patch and no PUT", st.Requests["replaceDevice"], st.Requests["patchDevice"])
+	}
+}

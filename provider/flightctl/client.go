@@ -183,6 +183,9 @@ type request struct {
 	// stream, when set, takes a 2xx body as it arrives instead of it
 	// being read whole; its error is a body that does not decode.
 	stream func(io.Reader) error
+	// repeatable marks a request that is safe to send again although its
+	// method is not idempotent (a patch guarded by a resourceVersion test).
+	repeatable bool
 }
 
 // response is a 2xx answer with its body read.
@@ -224,7 +227,7 @@ func (c *Client) doRetry(ctx context.Context, r request) (*response, error) {
 		if ae, ok := asAPIError(err); ok {
 			code, transportErr = ae.Code, nil
 		}
-		if attempt >= c.retry.MaxAttempts || !shouldRetry(ctx, r.method, code, transportErr) {
+		if attempt >= c.retry.MaxAttempts || !shouldRetry(ctx, r.method, r.repeatable, code, transportErr) {
 			if attempt > 1 {
 				return nil, fmt.Errorf("%w (after %d attempts)", lastErr, attempt)
 			}

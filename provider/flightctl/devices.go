@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -309,9 +310,10 @@ func (c *Client) sendDevice(ctx context.Context, op, method, path string, body *
 }
 
 // PatchDevice applies an RFC 6902 JSON patch to the device's metadata.labels
-// and spec. It is not retried once sent: a patch is not idempotent. Guard it
-// with a "test" of /metadata/resourceVersion to make it conditional; the
-// server reports a failed test as 400, which IsStale recognises.
+// and spec. Guard it with a "test" of /metadata/resourceVersion to make it
+// conditional; the server reports a failed test as 400, which IsStale
+// recognises. A guarded patch is retried like a PUT; an unguarded one is
+// not retried once sent, as a patch is not idempotent.
 func (c *Client) PatchDevice(ctx context.Context, name string, ops []PatchOperation) (*Device, error) {
 	return c.patchDevice(ctx, OpPatchDevice, name, ops)
 }
@@ -335,7 +337,8 @@ func (c *Client) patchDevice(ctx context.Context, op, name string, ops []PatchOp
 		return nil, c.finish(op, err)
 	}
 	var out Device
-	_, err = c.call(ctx, request{op: op, method: http.MethodPatch, path: p, body: raw, contentType: contentTypeJSONPatch}, &out, KindDevice)
+	_, err = c.call(ctx, request{op: op, method: http.MethodPatch, path: p, body: raw, contentType: contentTypeJSONPatch,
+		repeatable: guarded(ops)}, &out, KindDevice)
 	if err != nil {
 		return nil, err
 	}
@@ -389,4 +392,14 @@ func setTypeMeta(apiVersion, kind *string, want string) {
 	if *kind == "" {
 		*kind = want
 	}
+}
+
+// guarded says a patch tests the object's resourceVersion. A JSON patch
+// applies all or nothing, and a successful write moves the version, so
+// sending a guarded patch again cannot apply it twice: the repeat fails
+// its test (400) instead.
+func guarded(ops []PatchOperation) bool {
+	return slices.ContainsFunc(ops, func(o PatchOperation) bool {
+		return o.Op == "test" && o.Path == "/metadata/resourceVersion"
+	})
 }

@@ -86,22 +86,24 @@ func idempotent(method string) bool {
 }
 
 // shouldRetry decides after a failed attempt: code is the HTTP status of an
-// answer, err a failure to get one. ctx is the caller's context: once it is
-// done nothing is retried, whatever went wrong.
-func shouldRetry(ctx context.Context, method string, code int, err error) bool {
+// answer, err a failure to get one; repeatable says the request is safe to
+// repeat whatever its method. ctx is the caller's context: once it is done
+// nothing is retried, whatever went wrong.
+func shouldRetry(ctx context.Context, method string, repeatable bool, code int, err error) bool {
 	if ctx.Err() != nil {
 		return false
 	}
+	safe := repeatable || idempotent(method)
 	if err != nil {
 		if isPermanentTransportError(err) || errors.Is(err, errPermanent) || errors.Is(err, errDecode) {
 			return false
 		}
-		if idempotent(method) {
+		if safe {
 			return true
 		}
 		return notSent(err)
 	}
-	return idempotent(method) && retryableStatus(code)
+	return safe && retryableStatus(code)
 }
 
 // notSent reports a failure to open the connection (refused, unreachable,

@@ -64,6 +64,11 @@ func TestRetryPolicy(t *testing.T) {
 		_, err := c.PatchDevice(context.Background(), "d1", []PatchOperation{{Op: "add", Path: "/metadata/labels/a", Value: "b"}})
 		return err
 	}
+	guardedPatch := func(c *Client) error {
+		_, err := c.PatchDevice(context.Background(), "d1", []PatchOperation{
+			{Op: "test", Path: "/metadata/resourceVersion", Value: "7"}, {Op: "add", Path: "/spec", Value: map[string]any{}}})
+		return err
+	}
 	del := func(c *Client) error { return c.DeleteDevice(context.Background(), "d1") }
 
 	cases := []struct {
@@ -89,6 +94,9 @@ func TestRetryPolicy(t *testing.T) {
 		{"POST connection dropped not retried", []int{0, 201}, post, false, 1},
 		{"PATCH 502 not retried", []int{502, 200}, patch, false, 1},
 		{"PATCH connection dropped not retried", []int{0, 200}, patch, false, 1},
+		{"PATCH guarded by resourceVersion 502 then 200", []int{502, 200}, guardedPatch, true, 2},
+		{"PATCH guarded by resourceVersion connection dropped then 200", []int{0, 200}, guardedPatch, true, 2},
+		{"PATCH guarded by resourceVersion 400 not retried", []int{400, 200}, guardedPatch, false, 1},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

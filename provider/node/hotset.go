@@ -63,14 +63,6 @@ type markingClient struct {
 	hot *hotMarks
 }
 
-// ReplaceDevice writes the device and keeps it hot.
-func (c markingClient) ReplaceDevice(ctx context.Context, d *flightctl.Device) (*flightctl.Device, error) {
-	c.hot.mark(d.Metadata.Name)
-	out, err := c.Client.ReplaceDevice(ctx, d)
-	c.hot.mark(d.Metadata.Name)
-	return out, err
-}
-
 // PatchDevice patches the device and keeps it hot.
 func (c markingClient) PatchDevice(ctx context.Context, name string, ops []flightctl.PatchOperation) (*flightctl.Device, error) {
 	c.hot.mark(name)

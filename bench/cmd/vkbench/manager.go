@@ -67,8 +67,12 @@ func findManager(stateDir, pprofAddr string) (*managerProc, error) {
 type procSample struct {
 	// VmHWMKiB is the peak resident set since the process started.
 	VmHWMKiB int64 `json:"vmHWMKiB"`
-	// VmRSSKiB is the resident set now.
-	VmRSSKiB int64 `json:"vmRSSKiB"`
+	// VmRSSKiB is the resident set now; RssAnonKiB and RssFileKiB split
+	// it into anonymous memory (heap, stacks: what the code controls) and
+	// file-backed pages (the binary's text and data as far as touched).
+	VmRSSKiB   int64 `json:"vmRSSKiB"`
+	RssAnonKiB int64 `json:"rssAnonKiB"`
+	RssFileKiB int64 `json:"rssFileKiB"`
 	// CPUSeconds is user plus system time since the process started.
 	CPUSeconds float64 `json:"cpuSeconds"`
 }
@@ -88,7 +92,8 @@ var clockTicks = sync.OnceValue(func() float64 {
 func (m *managerProc) sample() procSample {
 	var s procSample
 	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", m.pid)); err == nil {
-		s.VmHWMKiB, s.VmRSSKiB = parseStatus(string(b))
+		st := parseStatus(string(b))
+		s.VmHWMKiB, s.VmRSSKiB, s.RssAnonKiB, s.RssFileKiB = st["VmHWM"], st["VmRSS"], st["RssAnon"], st["RssFile"]
 	}
 	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", m.pid)); err == nil {
 		if ticks, err := parseStatTicks(string(b)); err == nil {
@@ -98,26 +103,83 @@ func (m *managerProc) sample() procSample {
 	return s
 }
 
-// parseStatus reads VmHWM and VmRSS (kB) from /proc/<pid>/status.
-func parseStatus(status string) (hwm, rss int64) {
+// parseStatus reads the memory lines (kB) of /proc/<pid>/status: VmHWM,
+// VmRSS, RssAnon, RssFile and the others, by name.
+func parseStatus(status string) map[string]int64 {
+	out := map[string]int64{}
 	for _, line := range strings.Split(status, "\n") {
 		k, v, ok := strings.Cut(line, ":")
 		if !ok {
 			continue
 		}
 		f := strings.Fields(v)
-		if len(f) == 0 {
+		if len(f) != 2 || f[1] != "kB" {
 			continue
 		}
-		n, _ := strconv.ParseInt(f[0], 10, 64)
-		switch k {
-		case "VmHWM":
-			hwm = n
-		case "VmRSS":
-			rss = n
+		if n, err := strconv.ParseInt(f[0], 10, 64); err == nil {
+			out[k] = n
 		}
 	}
-	return hwm, rss
+	return out
+}
+
+// memPeak is the largest anonymous resident set seen by a memWatch, and
+// the file-backed part at that moment.
+type memPeak struct {
+	AnonKiB int64  `json:"rssAnonKiB"`
+	FileKiB int64  `json:"rssFileKiB"`
+	Phase   string `json:"phase"`
+}
+
+// memWatch samples the manager's /proc status every 250 ms, so a workload
+// can say in which of its phases the resident set peaked and how much of
+// VmHWM is the binary's file-backed pages rather than memory the code
+// allocated. VmHWM alone says neither.
+type memWatch struct {
+	mu    sync.Mutex
+	phase string
+	peak  memPeak
+	stop  chan struct{}
+	done  chan struct{}
+}
+
+func (m *managerProc) watchMemory(phase string) *memWatch {
+	w := &memWatch{phase: phase, stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		for {
+			s := m.sample()
+			w.mu.Lock()
+			if s.RssAnonKiB > w.peak.AnonKiB {
+				w.peak = memPeak{AnonKiB: s.RssAnonKiB, FileKiB: s.RssFileKiB, Phase: w.phase}
+			}
+			w.mu.Unlock()
+			select {
+			case <-w.stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return w
+}
+
+// enter names the phase the next samples belong to.
+func (w *memWatch) enter(phase string) {
+	w.mu.Lock()
+	w.phase = phase
+	w.mu.Unlock()
+}
+
+// finish stops the sampling and returns the peak.
+func (w *memWatch) finish() memPeak {
+	close(w.stop)
+	<-w.done
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.peak
 }
 
 // parseStatTicks returns utime+stime from /proc/<pid>/stat. The command

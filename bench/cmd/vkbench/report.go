@@ -157,8 +157,9 @@ func printTable(w io.Writer, rep *report) {
 		} else if s.KwokError != "" {
 			fmt.Fprintf(w, "  KWOK run failed: %s\n", s.KwokError)
 		}
-		fmt.Fprintf(w, "  manager: VmHWM %d MiB (RSS %d MiB before, %d MiB with all pods); CPU %.1fs nodes, %.1fs ramp, %.2f cores steady, %.1fs delete\n",
-			s.HWMKiB/1024, s.RSSBeforeKiB/1024, s.RSSAfterRampKiB/1024, s.CPUNodes, s.CPURamp, s.CPUSteadyRate, s.CPUDelete)
+		fmt.Fprintf(w, "  manager: VmHWM %d MiB (RSS %d MiB before, %d MiB with all pods; peak anonymous %d MiB in %s with %d MiB file-backed); CPU %.1fs nodes, %.1fs ramp, %.2f cores steady, %.1fs delete\n",
+			s.HWMKiB/1024, s.RSSBeforeKiB/1024, s.RSSAfterRampKiB/1024, s.PeakRSS.AnonKiB/1024, s.PeakRSS.Phase, s.PeakRSS.FileKiB/1024,
+			s.CPUNodes, s.CPURamp, s.CPUSteadyRate, s.CPUDelete)
 		fmt.Fprintf(w, "  status loop: ramp mean %.3fs (p99 <= %.3fs, %.0f loops); steady mean %.3fs (p99 <= %.3fs, %.0f loops)\n",
 			s.LoopRamp.MeanSeconds, s.LoopRamp.P99UpperSeconds, s.LoopRamp.Loops, s.LoopSteady.MeanSeconds, s.LoopSteady.P99UpperSeconds, s.LoopSteady.Loops)
 		fmt.Fprintf(w, "  Flightctl API: %.2f calls and %.0f bytes per status pass of one binding (steady); %.2f calls (%.2f writes, %.2f device GETs) and %.0f bytes per pod created; %.2f calls per pod deleted\n",

@@ -36,6 +36,11 @@ type scaleResult struct {
 	RSSBeforeKiB    int64 `json:"rssBeforeKiB"`
 	RSSAfterRampKiB int64 `json:"rssAfterRampKiB"`
 	HWMKiB          int64 `json:"vmHWMKiB"`
+	// PeakRSS is the largest anonymous resident set sampled (every 250 ms
+	// from the first create to the last deletion), the workload phase it
+	// fell in (ramp, steady, delete) and the file-backed pages then: of
+	// VmHWM, the part the code allocated and the part that is the binary.
+	PeakRSS memPeak `json:"peakRSS"`
 	// Manager CPU seconds (user+system) for the nodes' start, the ramp
 	// (first create to all Ready), per second of the steady window, and
 	// for the deletion.
@@ -159,6 +164,12 @@ func (b *bench) runScale(ctx context.Context) error {
 		return err
 	}
 	cpu0 := b.mgr.sample().CPUSeconds
+	mem := b.mgr.watchMemory("ramp")
+	defer func() {
+		if mem != nil {
+			mem.finish()
+		}
+	}()
 	var mu sync.Mutex
 	created := map[string]time.Time{}
 	ready := map[string]time.Time{}
@@ -244,6 +255,7 @@ ramp:
 	logf("scale: %d/%d pods Ready in %.1fs (%.1f pods/s, p50=%.2fs p99=%.2fs); ramp: manager CPU %.1fs, %.2f Flightctl calls per pod (%.2f writes, %.2f device GETs), %.0f bytes per pod, status loop mean %.3fs",
 		res.Ready, res.Pods, res.AllReady, res.PodsPerSec, res.P50, res.P99, res.CPURamp, res.RampCallsPerPod, res.RampWritesPod, res.RampGetsPod, res.RampBytesPerPod, res.LoopRamp.MeanSeconds)
 
+	mem.enter("steady")
 	// Steady window: everything Running, only status polls.
 	window := 10 * time.Second
 	if cfg.Quick {
@@ -320,6 +332,7 @@ ramp:
 	if err := sim.resetStats(ctx); err != nil {
 		return err
 	}
+	mem.enter("delete")
 	d0 := b.mgr.sample()
 	dstart := time.Now()
 	names := make([]string, cfg.ScalePods)
@@ -341,8 +354,10 @@ ramp:
 		res.DeleteCallsPerPod = total / float64(cfg.ScalePods)
 	}
 	res.HWMKiB = b.mgr.sample().VmHWMKiB
-	logf("scale: deleted in %.1fs (manager CPU %.1fs, %.2f Flightctl calls per pod); manager VmHWM %d MiB",
-		res.Delete, res.CPUDelete, res.DeleteCallsPerPod, res.HWMKiB/1024)
+	res.PeakRSS = mem.finish()
+	mem = nil
+	logf("scale: deleted in %.1fs (manager CPU %.1fs, %.2f Flightctl calls per pod); manager VmHWM %d MiB; peak anonymous RSS %d MiB (%s), file-backed %d MiB then",
+		res.Delete, res.CPUDelete, res.DeleteCallsPerPod, res.HWMKiB/1024, res.PeakRSS.AnonKiB/1024, res.PeakRSS.Phase, res.PeakRSS.FileKiB/1024)
 	b.runScaleKwok(ctx, res)
 	return nil
 }

@@ -43,9 +43,9 @@ func TestParseStatTicks(t *testing.T) {
 }
 
 func TestParseStatus(t *testing.T) {
-	hwm, rss := parseStatus("Name:\tx\nVmHWM:\t  131072 kB\nVmRSS:\t   65536 kB\n")
-	if hwm != 131072 || rss != 65536 {
-		t.Errorf("parseStatus = %d, %d", hwm, rss)
+	st := parseStatus("Name:\tx\nVmHWM:\t  131072 kB\nVmRSS:\t   65536 kB\nRssAnon:\t   40960 kB\nRssFile:\t   24576 kB\nThreads:\t12\n")
+	if st["VmHWM"] != 131072 || st["VmRSS"] != 65536 || st["RssAnon"] != 40960 || st["RssFile"] != 24576 || len(st) != 4 {
+		t.Errorf("parseStatus = %v", st)
 	}
 }
 
