@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"path/filepath"
 	"reflect"
@@ -243,6 +242,31 @@ func brokenOnce(t *testing.T, body []byte) (*atomic.Int32, string) {
 	return &n, srv.URL
 }
 
+// answering is a client of a server that answers every request with body
+// as contentType, and the count of requests it got.
+func answering(t *testing.T, contentType string, body []byte) (*atomic.Int32, *Client) {
+	t.Helper()
+	var n atomic.Int32
+	srv := newServer(t, func(w http.ResponseWriter, _ *http.Request) {
+		n.Add(1)
+		w.Header().Set("Content-Type", contentType)
+		_, _ = w.Write(body)
+	})
+	return &n, newTestClient(t, srv.URL)
+}
+
+// retriesBrokenTransfer checks that walk, over a body whose first transfer
+// breaks half-way, reads it again and sees all want items (by name).
+func retriesBrokenTransfer(t *testing.T, body []byte, want int, walk func(c *Client, seen func(name string)) error) {
+	t.Helper()
+	n, url := brokenOnce(t, body)
+	seen := map[string]int{}
+	err := walk(newTestClient(t, url), func(name string) { seen[name]++ })
+	if err != nil || n.Load() != 2 || len(seen) != want {
+		t.Fatalf("err=%v requests=%d items=%d, want %d", err, n.Load(), len(seen), want)
+	}
+}
+
 func writeHalf(buf *bufio.ReadWriter, body []byte) {
 	_, _ = fmt.Fprintf(buf, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", len(body))
 	_, _ = buf.Write(body[:len(body)/2])
@@ -263,25 +287,15 @@ func TestForEachListedDeviceFailures(t *testing.T) {
 	}
 
 	t.Run("broken transfer retried", func(t *testing.T) {
-		n, url := brokenOnce(t, page.Bytes())
-		c := newTestClient(t, url)
-		seen := map[string]int{}
-		err := c.ForEachListedDevice(context.Background(), ListOptions{}, nil, func(d *ListedDevice) error {
-			seen[d.Metadata.Name]++
-			return nil
+		retriesBrokenTransfer(t, page.Bytes(), 50, func(c *Client, seen func(string)) error {
+			return c.ForEachListedDevice(context.Background(), ListOptions{}, nil, func(d *ListedDevice) error {
+				seen(d.Metadata.Name)
+				return nil
+			})
 		})
-		if err != nil || n.Load() != 2 || len(seen) != 50 {
-			t.Fatalf("err=%v requests=%d devices=%d", err, n.Load(), len(seen))
-		}
 	})
 	t.Run("undecodable body not retried", func(t *testing.T) {
-		var n atomic.Int32
-		srv := newServer(t, func(w http.ResponseWriter, _ *http.Request) {
-			n.Add(1)
-			w.Header().Set("Content-Type", "text/html")
-			_, _ = io.WriteString(w, "<html>Please log in</html>")
-		})
-		c := newTestClient(t, srv.URL)
+		n, c := answering(t, "text/html", []byte("<html>Please log in</html>"))
 		err := c.ForEachListedDevice(context.Background(), ListOptions{}, nil, func(*ListedDevice) error { return nil })
 		if err == nil || !errors.Is(err, errDecode) || !strings.Contains(err.Error(), "text/html") ||
 			!strings.Contains(err.Error(), "Please log in") || n.Load() != 1 || IsRetryable(err) {
@@ -370,25 +384,15 @@ func TestForEachEventStreams(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Run("broken transfer retried", func(t *testing.T) {
-		n, url := brokenOnce(t, page.Bytes())
-		c := newTestClient(t, url)
-		seen := map[string]int{}
-		err := c.ForEachEvent(context.Background(), ListOptions{}, func(e *Event) error {
-			seen[e.InvolvedObject.Name]++
-			return nil
+		retriesBrokenTransfer(t, page.Bytes(), 40, func(c *Client, seen func(string)) error {
+			return c.ForEachEvent(context.Background(), ListOptions{}, func(e *Event) error {
+				seen(e.InvolvedObject.Name)
+				return nil
+			})
 		})
-		if err != nil || n.Load() != 2 || len(seen) != 40 {
-			t.Fatalf("err=%v requests=%d events=%d", err, n.Load(), len(seen))
-		}
 	})
 	t.Run("stop ends the walk", func(t *testing.T) {
-		var n atomic.Int32
-		srv := newServer(t, func(w http.ResponseWriter, _ *http.Request) {
-			n.Add(1)
-			w.Header().Set("Content-Type", contentTypeJSON)
-			_, _ = w.Write(page.Bytes())
-		})
-		c := newTestClient(t, srv.URL)
+		n, c := answering(t, contentTypeJSON, page.Bytes())
 		seen := 0
 		err := c.ForEachEvent(context.Background(), ListOptions{}, func(*Event) error {
 			seen++
@@ -399,12 +403,7 @@ func TestForEachEventStreams(t *testing.T) {
 		}
 	})
 	t.Run("wrong kind not retried", func(t *testing.T) {
-		var n atomic.Int32
-		srv := newServer(t, func(w http.ResponseWriter, _ *http.Request) {
-			n.Add(1)
-			writeJSON(w, 200, &DeviceList{APIVersion: APIVersion, Kind: KindDeviceList})
-		})
-		c := newTestClient(t, srv.URL)
+		n, c := answering(t, contentTypeJSON, []byte(`{"apiVersion":"flightctl.io/v1beta1","kind":"DeviceList","metadata":{},"items":[]}`))
 		err := c.ForEachEvent(context.Background(), ListOptions{}, func(*Event) error { return nil })
 		if err == nil || !errors.Is(err, errDecode) || n.Load() != 1 || IsRetryable(err) {
 			t.Fatalf("err=%v requests=%d", err, n.Load())

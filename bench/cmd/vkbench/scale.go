@@ -70,6 +70,8 @@ type scaleResult struct {
 	SteadyBytesPerPoll float64            `json:"steadyBytesPerStatusPass"`
 	// Delete: per pod deleted.
 	DeleteCallsPerPod float64 `json:"deleteCallsPerPod"`
+	// DeleteRequests is the deletion's Flightctl requests by operation.
+	DeleteRequests map[string]float64 `json:"deleteRequests"`
 	// ClientRequestsRamp is the manager's own count
 	// (flightctl_client_requests_total, every binding of every simulator)
 	// over the ramp, a cross-check of RampRequests.
@@ -350,14 +352,15 @@ ramp:
 	res.Delete = time.Since(dstart).Seconds()
 	res.CPUDelete = b.mgr.sample().CPUSeconds - d0.CPUSeconds
 	if st, err := sim.stats(ctx); err == nil {
-		_, total := st.apiRequests()
+		api, total := st.apiRequests()
+		res.DeleteRequests = api
 		res.DeleteCallsPerPod = total / float64(cfg.ScalePods)
 	}
 	res.HWMKiB = b.mgr.sample().VmHWMKiB
 	res.PeakRSS = mem.finish()
 	mem = nil
-	logf("scale: deleted in %.1fs (manager CPU %.1fs, %.2f Flightctl calls per pod); manager VmHWM %d MiB; peak anonymous RSS %d MiB (%s), file-backed %d MiB then",
-		res.Delete, res.CPUDelete, res.DeleteCallsPerPod, res.HWMKiB/1024, res.PeakRSS.AnonKiB/1024, res.PeakRSS.Phase, res.PeakRSS.FileKiB/1024)
+	logf("scale: deleted in %.1fs (manager CPU %.1fs, %.2f Flightctl calls per pod, %v); manager VmHWM %d MiB; peak anonymous RSS %d MiB (%s), file-backed %d MiB then",
+		res.Delete, res.CPUDelete, res.DeleteCallsPerPod, res.DeleteRequests, res.HWMKiB/1024, res.PeakRSS.AnonKiB/1024, res.PeakRSS.Phase, res.PeakRSS.FileKiB/1024)
 	b.runScaleKwok(ctx, res)
 	return nil
 }
