@@ -332,6 +332,11 @@ func (s *Sim) patchDevice(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	b, msg := parsePatchedDevice(current, patched)
+	if msg == "" {
+		// The patched device is validated as a PUT's body is, so refused
+		// content is refused whichever way it is written.
+		msg = s.faults.rejected(b.spec)
+	}
 	if msg != "" {
 		s.mu.Unlock()
 		writeStatus(w, http.StatusBadRequest, msg)

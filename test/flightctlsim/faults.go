@@ -31,9 +31,9 @@ type Faults struct {
 	// Unreachable drops every API connection without an answer, as when
 	// the server or the network path to it is down.
 	Unreachable bool `json:"unreachable,omitempty"`
-	// RejectImage makes device replacements whose spec names this image
-	// fail validation (400), modelling content the server refuses that
-	// the client did not foresee.
+	// RejectImage makes device writes (PUT or PATCH) whose resulting spec
+	// names this image fail validation (400), modelling content the server
+	// refuses that the client did not foresee.
 	RejectImage string `json:"rejectImage,omitempty"`
 }
 

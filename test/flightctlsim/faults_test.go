@@ -2,6 +2,7 @@ package flightctlsim
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 )
@@ -68,6 +69,24 @@ func TestFaults(t *testing.T) {
 		}
 		if r := c.do("GET", "/api/v1/devices/d", nil, ""); r.code != 200 {
 			t.Errorf("reads must not conflict: %d", r.code)
+		}
+	})
+	t.Run("rejected image refused by PUT and PATCH alike", func(t *testing.T) {
+		const img = "quay.io/example/refused:1"
+		if err := s.SetFaults(Faults{RejectImage: img}); err != nil {
+			t.Fatal(err)
+		}
+		app := map[string]any{"name": "a", "appType": "quadlet", "inline": []any{map[string]any{"path": "a.container", "content": "[Container]\nImage=" + img + "\n"}}}
+		spec := map[string]any{"applications": []any{app}}
+		if r := c.do("PUT", "/api/v1/devices/d", deviceDoc("d", nil, spec), ""); r.code != 400 {
+			t.Errorf("PUT: %d %s", r.code, r.body)
+		}
+		r := c.do("PATCH", "/api/v1/devices/d", `[{"op":"add","path":"/spec","value":`+string(mustMarshal(spec))+`}]`, patchContentType)
+		if r.code != 400 || !strings.Contains(r.message(t), "injected fault") {
+			t.Errorf("PATCH: %d %s", r.code, r.body)
+		}
+		if err := s.SetFaults(Faults{}); err != nil {
+			t.Fatal(err)
 		}
 	})
 	t.Run("latency", func(t *testing.T) {
