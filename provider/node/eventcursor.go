@@ -28,8 +28,8 @@ type eventLister interface {
 // without listing them. Flightctl v1.2 records a device event only when a
 // summary changes (connected, applications healthy/degraded/error, content
 // up to date or not) and never names the application, so an event only
-// says "read this device again". The cursor is used by the status loop
-// alone.
+// says "read this device again". It implements eventSource for a poller
+// of its own; nodes of one connection share one through an eventFeed.
 type eventCursor struct {
 	events eventLister
 	// since is the newest event's creationTimestamp seen; the next read
@@ -64,7 +64,7 @@ func (c *eventCursor) prime(ctx context.Context) error {
 
 // read returns the devices named by events since the checkpoint and moves
 // the checkpoint on. An error (errEventGap included) leaves the cursor
-// unprimed: events may have been missed.
+// unprimed, events may have been missed, unless ctx ended.
 func (c *eventCursor) read(ctx context.Context) (map[string]bool, error) {
 	if !c.primed {
 		return nil, errEventGap
@@ -96,7 +96,11 @@ func (c *eventCursor) read(ctx context.Context) (map[string]bool, error) {
 			return nil
 		})
 	if err != nil {
-		c.primed = false
+		// The checkpoint moves only on success, so a read its caller
+		// gave up on missed nothing; any other failure may have.
+		if ctx.Err() == nil {
+			c.primed = false
+		}
 		return nil, err
 	}
 	c.since, c.atSince = since, atSince

@@ -56,6 +56,9 @@ type Manager struct {
 	triggers chan event.GenericEvent
 
 	nodes *registry
+	// feeds share one device event reader among the nodes of one
+	// Flightctl connection.
+	feeds *eventFeeds
 }
 
 // NewManager returns a Manager. Add it to the controller-runtime manager:
@@ -89,6 +92,7 @@ func NewManager(kube kubernetes.Interface, reader client.Reader, scheme *runtime
 		unused:      unused,
 		triggers:    make(chan event.GenericEvent, 64),
 		nodes:       newRegistry(),
+		feeds:       newEventFeeds(o.Now),
 	}
 }
 
@@ -141,12 +145,15 @@ func (m *Manager) Ensure(ctx context.Context, req nodeapi.Request) (nodeapi.Repo
 			}
 		}
 	}
-	rt := m.newRuntime(req)
+	rt, events := m.newRuntime(req)
 	runCtx, cancel := context.WithCancel(context.Background())
 	h = &runtimeHandle{rt: rt, fingerprint: fp, cancel: cancel, done: make(chan struct{})}
 	m.nodes.put(key, h)
 	go func() {
 		defer close(h.done)
+		if events != nil {
+			defer events.close()
+		}
 		if err := rt.Run(runCtx); err != nil && runCtx.Err() == nil {
 			m.log.Error(err, "Virtual node stopped", "node", rt.NodeName())
 		}
@@ -223,11 +230,23 @@ func (m *Manager) trigger(b *vkv1.FleetBinding) {
 	}
 }
 
-func (m *Manager) newRuntime(req nodeapi.Request) *Runtime {
+// newRuntime builds the binding's node and, when its connection has a
+// fingerprint, its reader of that connection's shared event feed, which
+// the caller closes when the node stops.
+func (m *Manager) newRuntime(req nodeapi.Request) (*Runtime, *feedReader) {
 	b := req.Binding.DeepCopy()
 	c := req.Connection.Client
 	marks := newHotMarks(hotHold(req.Settings), m.opts.Now)
 	writer := devicewriter.New(markingClient{Client: c, hot: marks}, translate.IsOwnedAppName, m.log.WithName("devicewriter").WithValues("fleet", b.Spec.Fleet))
+	var events eventSource
+	var reader *feedReader
+	if fp := req.Connection.Fingerprint; fp != "" {
+		// A poll may take a read up to half its interval old, so the
+		// nodes of one connection make about two reads per interval
+		// between them rather than one each.
+		reader = m.feeds.subscribe(fp, c, timingFor(req.Settings).slack)
+		events = reader
+	}
 	return newRuntime(runtimeConfig{
 		binding:  b,
 		settings: req.Settings,
@@ -247,8 +266,9 @@ func (m *Manager) newRuntime(req nodeapi.Request) *Runtime {
 		claimedElsewhere: func() map[string]string {
 			return m.nodes.claimedByOlder(b)
 		},
-		marks: marks,
-	})
+		marks:  marks,
+		events: events,
+	}), reader
 }
 
 // fingerprint changes when anything that needs a node restart changes.

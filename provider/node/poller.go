@@ -106,7 +106,7 @@ type poller struct {
 
 	// Touched by poll only.
 	cache         map[string]cachedDevice
-	cursor        eventCursor
+	cursor        eventSource
 	claimed       map[string]string
 	lastFull      time.Time
 	lastUnhealthy time.Time
@@ -126,14 +126,17 @@ type poller struct {
 	version uint64
 }
 
-func newPoller(flight flightctlClient, b *vkv1.FleetBinding, now func() time.Time, claimedElsewhere func() map[string]string, timing pollTiming, marks *hotMarks) *poller {
+func newPoller(flight flightctlClient, b *vkv1.FleetBinding, now func() time.Time, claimedElsewhere func() map[string]string, timing pollTiming, marks *hotMarks, events eventSource) *poller {
 	if marks == nil {
 		marks = newHotMarks(0, now)
+	}
+	if events == nil {
+		events = &eventCursor{events: flight}
 	}
 	return &poller{
 		flight: flight, binding: b, invOpts: inventory.OptionsFor(b), now: now, timing: timing,
 		claimedElsewhere: claimedElsewhere, kick: make(chan struct{}, 1), marks: marks,
-		cursor: eventCursor{events: flight}, allChanged: true,
+		cursor: events, allChanged: true,
 	}
 }
 

@@ -157,4 +157,46 @@ var _ = Describe("Hot and cold devices", func() {
 		Expect(st.DevicesListed).To(BeNumerically(">=", 20))
 		Expect(st.DevicesListed).To(BeNumerically("<=", 60))
 	})
+	It("reads device events once per connection, not once per binding, and every binding still learns of its new devices", func() {
+		const bindings = 4
+		f := newFixture(ctx, flightctlsim.Options{}, func(b *vkv1.FleetBinding) {
+			b.Spec.FullResyncInterval = &metav1.Duration{Duration: time.Hour}
+		})
+		// Three more bindings with the same Secret: one connection.
+		others := make([]*vkv1.FleetBinding, 0, bindings-1)
+		for i := 1; i < bindings; i++ {
+			b := f.binding.DeepCopy()
+			b.ObjectMeta = metav1.ObjectMeta{Namespace: f.ns, Name: fmt.Sprintf("edge-%d", i)}
+			b.Spec.Fleet = fmt.Sprintf("%s-%d", f.ns, i)
+			b.Spec.DeviceSelector = fmt.Sprintf("fleet=shared-%d", i)
+			Expect(k8sClient.Create(ctx, b)).To(Succeed())
+			DeferCleanup(func() { _ = k8sClient.Delete(context.Background(), b) })
+			others = append(others, b)
+		}
+		for _, b := range others {
+			Eventually(func() bool { return nodeReady(ctx, b.EffectiveNodeName()) }, 60*time.Second).Should(BeTrue())
+		}
+		// Past every binding's first polls and their hot periods.
+		time.Sleep(3 * time.Second)
+
+		f.sim.ResetStats()
+		const window = 6 * time.Second
+		time.Sleep(window)
+		events := f.sim.Stats().Requests["listEvents"]
+		polls := int64(window / time.Second)
+		GinkgoWriter.Printf("%d bindings on one connection, %s at a 1 s poll: listEvents=%d (one reader each would make ~%d)\n", bindings, window, events, bindings*polls)
+		// A poll takes a read up to half an interval old: about two reads
+		// per interval between all of them, where one each made four.
+		Expect(events).To(BeNumerically(">=", polls-2), "someone reads events every poll")
+		Expect(events).To(BeNumerically("<=", 2*polls+2), "bindings of one connection share their event reads")
+
+		By("a device added for the last binding is counted by it, from the shared events")
+		last := others[len(others)-1]
+		Expect(f.sim.AddDevice(flightctlsim.DeviceConfig{Name: "shared-new", Labels: map[string]string{"fleet": fmt.Sprintf("shared-%d", bindings-1)}, CPU: 1, Memory: "1Gi"})).To(Succeed())
+		took := timeTo(func() bool {
+			var b vkv1.FleetBinding
+			return k8sClient.Get(ctx, client.ObjectKeyFromObject(last), &b) == nil && b.Status.Devices != nil && b.Status.Devices.Total == 1
+		}, 30*time.Second)
+		GinkgoWriter.Printf("device added for binding %s counted after %s\n", last.Name, took.Round(time.Millisecond))
+	})
 })

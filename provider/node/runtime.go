@@ -57,6 +57,9 @@ type runtimeConfig struct {
 	claimedElsewhere func() map[string]string
 	// marks are the devices the writer wrote lately (markingClient).
 	marks *hotMarks
+	// events is the node's reader of its connection's shared event feed;
+	// nil gives the poller a cursor of its own.
+	events eventSource
 }
 
 // Runtime is one binding's virtual node. It is the adapter virtual-kubelet
@@ -100,7 +103,7 @@ func newRuntime(cfg runtimeConfig) *Runtime {
 		ledger:   placement.NewLedger(),
 		store:    newPodStore(),
 		kubePods: &kubePods{},
-		poller:   newPoller(cfg.flight, b, cfg.opts.Now, cfg.claimedElsewhere, timingFor(cfg.settings), cfg.marks),
+		poller:   newPoller(cfg.flight, b, cfg.opts.Now, cfg.claimedElsewhere, timingFor(cfg.settings), cfg.marks, cfg.events),
 	}
 	if cfg.writer != nil {
 		rt.poller.observe = cfg.writer.Observe
