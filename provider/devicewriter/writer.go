@@ -30,7 +30,7 @@ import (
 // Client is the part of the Flightctl client the writer uses.
 type Client interface {
 	GetDevice(ctx context.Context, name string) (*flightctl.Device, error)
-	PatchDevice(ctx context.Context, name string, ops []flightctl.PatchOperation) (*flightctl.Device, error)
+	PatchDeviceMetadata(ctx context.Context, name string, ops []flightctl.PatchOperation) (*flightctl.ObjectMeta, error)
 }
 
 // OwnedFunc says whether an application or config entry name belongs to
@@ -213,20 +213,20 @@ func (w *Writer) takeObserved(device string) *flightctl.Device {
 
 // saw records a version of a device the writer read or wrote itself:
 // observed reads at or below it are older than what the writer knows.
-func (w *Writer) saw(d *flightctl.Device) {
-	if d == nil {
+func (w *Writer) saw(m *flightctl.ObjectMeta) {
+	if m == nil {
 		return
 	}
-	rv, err := strconv.ParseInt(d.Metadata.ResourceVersion, 10, 64)
+	rv, err := strconv.ParseInt(m.ResourceVersion, 10, 64)
 	if err != nil {
 		return
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if k, ok := w.known[d.Metadata.Name]; ok && k.rv >= rv {
+	if k, ok := w.known[m.Name]; ok && k.rv >= rv {
 		return
 	}
-	w.known[d.Metadata.Name] = known{rv: rv, at: w.now()}
+	w.known[m.Name] = known{rv: rv, at: w.now()}
 }
 
 // Apply queues a change for a device and waits until it is written (or
@@ -350,7 +350,7 @@ func (w *Writer) write(ctx context.Context, device string, batch []*pending) (Re
 					d = nil
 					continue
 				}
-				res = Result{LiveAt: renderedVersion(d)}
+				res = Result{LiveAt: renderedVersion(&d.Metadata)}
 				return true, nil
 			}
 			w.count(func(s *Stats) { s.Writes++ })
@@ -394,8 +394,8 @@ func (w *Writer) write(ctx context.Context, device string, batch []*pending) (Re
 // device deleted between the read and the write would be created again
 // with our applications, where a patch of a missing device is a 404. The
 // guard also makes the patch safe for the client to repeat.
-func (w *Writer) send(ctx context.Context, d *flightctl.Device) (*flightctl.Device, error) {
-	return w.client.PatchDevice(ctx, d.Metadata.Name, []flightctl.PatchOperation{
+func (w *Writer) send(ctx context.Context, d *flightctl.Device) (*flightctl.ObjectMeta, error) {
+	return w.client.PatchDeviceMetadata(ctx, d.Metadata.Name, []flightctl.PatchOperation{
 		{Op: "test", Path: "/metadata/resourceVersion", Value: d.Metadata.ResourceVersion},
 		// add, not replace: it also holds when the device has no spec.
 		{Op: "add", Path: "/spec", Value: d.Spec},
@@ -415,7 +415,7 @@ func (w *Writer) read(ctx context.Context, device string, batch []*pending) (*fl
 	if err != nil {
 		return nil, false, fmt.Errorf("reading device %s: %w", device, err)
 	}
-	w.saw(d)
+	w.saw(&d.Metadata)
 	return d, false, nil
 }
 
@@ -434,11 +434,11 @@ func (w *Writer) count(f func(*Stats)) {
 	w.mu.Unlock()
 }
 
-func renderedVersion(d *flightctl.Device) int64 {
-	if d == nil {
+func renderedVersion(m *flightctl.ObjectMeta) int64 {
+	if m == nil {
 		return 0
 	}
-	v, _ := strconv.ParseInt(d.Metadata.Annotations[flightctl.AnnotationRenderedVersion], 10, 64)
+	v, _ := strconv.ParseInt(m.Annotations[flightctl.AnnotationRenderedVersion], 10, 64)
 	return v
 }
 

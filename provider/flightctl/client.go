@@ -498,12 +498,13 @@ type typed interface {
 	typeMeta() (apiVersion, kind string)
 }
 
-func (d *Device) typeMeta() (string, string)     { return d.APIVersion, d.Kind }
-func (l *DeviceList) typeMeta() (string, string) { return l.APIVersion, l.Kind }
-func (f *Fleet) typeMeta() (string, string)      { return f.APIVersion, f.Kind }
-func (l *FleetList) typeMeta() (string, string)  { return l.APIVersion, l.Kind }
-func (l *EventList) typeMeta() (string, string)  { return l.APIVersion, l.Kind }
-func (l *LastSeen) typeMeta() (string, string)   { return "", "" }
+func (d *Device) typeMeta() (string, string)       { return d.APIVersion, d.Kind }
+func (d *deviceHeader) typeMeta() (string, string) { return d.APIVersion, d.Kind }
+func (l *DeviceList) typeMeta() (string, string)   { return l.APIVersion, l.Kind }
+func (f *Fleet) typeMeta() (string, string)        { return f.APIVersion, f.Kind }
+func (l *FleetList) typeMeta() (string, string)    { return l.APIVersion, l.Kind }
+func (l *EventList) typeMeta() (string, string)    { return l.APIVersion, l.Kind }
+func (l *LastSeen) typeMeta() (string, string)     { return "", "" }
 
 // decode unmarshals a 2xx body into out and checks apiVersion and kind
 // loosely: missing values are accepted (simulators and older servers omit

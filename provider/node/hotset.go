@@ -63,10 +63,10 @@ type markingClient struct {
 	hot *hotMarks
 }
 
-// PatchDevice patches the device and keeps it hot.
-func (c markingClient) PatchDevice(ctx context.Context, name string, ops []flightctl.PatchOperation) (*flightctl.Device, error) {
+// PatchDeviceMetadata patches the device and keeps it hot.
+func (c markingClient) PatchDeviceMetadata(ctx context.Context, name string, ops []flightctl.PatchOperation) (*flightctl.ObjectMeta, error) {
 	c.hot.mark(name)
-	out, err := c.Client.PatchDevice(ctx, name, ops)
+	out, err := c.Client.PatchDeviceMetadata(ctx, name, ops)
 	c.hot.mark(name)
 	return out, err
 }

@@ -413,6 +413,44 @@ func testPatchDevice(t *testing.T, tg Target) {
 		}
 	})
 
+	// The device writer decodes only the metadata of its patches'
+	// answers: the same call, the same guard, the answer's new version.
+	t.Run("guarded patch answered with metadata only", func(t *testing.T) {
+		f := f.at(t)
+		f.settle()
+		var cur *flightctl.Device
+		var meta *flightctl.ObjectMeta
+		var err error
+		for range 5 {
+			if cur, err = f.c.GetDevice(f.ctx(), name); err != nil {
+				t.Fatal(err)
+			}
+			meta, err = f.c.PatchDeviceMetadata(f.ctx(), name, []flightctl.PatchOperation{
+				{Op: "test", Path: "/metadata/resourceVersion", Value: cur.Metadata.ResourceVersion},
+				{Op: "add", Path: "/metadata/labels/meta-only", Value: "yes"},
+			})
+			if !flightctl.IsStale(err) {
+				break
+			}
+		}
+		if err != nil {
+			t.Fatalf("guarded PatchDeviceMetadata: %v", err)
+		}
+		if meta.Name != name || meta.Labels["meta-only"] != "yes" {
+			t.Errorf("answer's metadata: name %q, labels %v", meta.Name, meta.Labels)
+		}
+		if rv(t, &flightctl.Device{Metadata: *meta}) <= rv(t, cur) {
+			t.Errorf("resourceVersion %s after %s", meta.ResourceVersion, cur.Metadata.ResourceVersion)
+		}
+		_, err = f.c.PatchDeviceMetadata(f.ctx(), name, []flightctl.PatchOperation{
+			{Op: "test", Path: "/metadata/resourceVersion", Value: cur.Metadata.ResourceVersion},
+			{Op: "add", Path: "/metadata/labels/meta-only", Value: "again"},
+		})
+		if !flightctl.IsStale(err) {
+			t.Errorf("patch guarded by a version already replaced: %v, want a stale error", err)
+		}
+	})
+
 	// Unlike PUT (an upsert, 201 on a new name), a patch never creates:
 	// the device writer relies on it when it writes from a listed copy.
 	t.Run("patch of a missing device is 404 and creates nothing", func(t *testing.T) {
