@@ -19,23 +19,41 @@ import (
 // pods every pod lived two or three times in full. Decoded versions share
 // nothing, and a spec is most of a pod. Shared parts are never modified:
 // nobody writes to an informer's objects.
+//
+// Across pods it shares what the pods of one template carry identically
+// (templateParts): a Deployment's replicas differ in names, their service
+// account token volume and status, not in resources, environment, probes
+// or tolerations, which are most of a real pod's spec.
 type podCache struct {
 	// store is the informer's own store, set before the informer starts.
 	store cache.Store
+	parts templateParts
 }
 
 // transform implements cache.TransformFunc.
 func (c *podCache) transform(obj any) (any, error) {
 	obj, _ = stripManagedFields(obj)
 	pod, ok := obj.(*corev1.Pod)
-	if !ok || c.store == nil {
+	if !ok {
 		return obj, nil
 	}
+	var old *corev1.Pod
 	// A failed lookup only means nothing is shared this time.
-	if prev, exists, err := c.store.Get(pod); err == nil && exists {
-		if old, ok := prev.(*corev1.Pod); ok && old != pod && old.UID == pod.UID {
-			shareUnchanged(pod, old)
+	if c.store != nil {
+		if prev, exists, err := c.store.Get(pod); err == nil && exists {
+			if p, ok := prev.(*corev1.Pod); ok && p != pod && p.UID == pod.UID {
+				old = p
+			}
 		}
+	}
+	if old == nil || !shareUnchanged(pod, old) {
+		// The spec came from this decode: its parts may be another
+		// pod's. (A spec shared with the cached version was interned when
+		// that version was cached.)
+		c.parts.internSpec(&pod.Spec)
+	}
+	if old == nil || !sameMap(pod.Labels, old.Labels) {
+		pod.Labels = c.parts.internMap(kindLabels, pod.Labels)
 	}
 	return obj, nil
 }
@@ -43,9 +61,11 @@ func (c *podCache) transform(obj any) (any, error) {
 // shareUnchanged points pod's unchanged parts at old's. Equal means equal
 // to the last detail (reflect, not semantic, equality: a nil map stays nil),
 // so nobody can tell the shared part from the decoded one.
-func shareUnchanged(pod, old *corev1.Pod) {
+// It reports whether the spec was shared.
+func shareUnchanged(pod, old *corev1.Pod) (specShared bool) {
 	if reflect.DeepEqual(pod.Spec, old.Spec) {
 		pod.Spec = old.Spec
+		specShared = true
 	}
 	if reflect.DeepEqual(pod.Labels, old.Labels) {
 		pod.Labels = old.Labels
@@ -59,4 +79,10 @@ func shareUnchanged(pod, old *corev1.Pod) {
 	if reflect.DeepEqual(pod.Finalizers, old.Finalizers) {
 		pod.Finalizers = old.Finalizers
 	}
+	return specShared
+}
+
+// sameMap says whether a and b are one map (or both nil).
+func sameMap(a, b map[string]string) bool {
+	return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/cache"
@@ -201,5 +202,72 @@ func TestAdoptStatus(t *testing.T) {
 	s.adoptStatus(changed)
 	if v := s.view(st); v.status.Phase != corev1.PodRunning || &v.status.Conditions[0] != &own.Conditions[0] {
 		t.Error("a different status replaced the record's")
+	}
+}
+
+// TestPodCacheSharesTemplateParts: pods of one template share their
+// resources, tolerations and labels; a pod that differs keeps its own.
+func TestPodCacheSharesTemplateParts(t *testing.T) {
+	c := cachedAs(t)
+	a := transformed(t, c, decodePod(t, "a", "1", "pause:3.10", "Running"))
+	b := transformed(t, c, decodePod(t, "b", "1", "pause:3.10", "Running"))
+	same := func(x, y any) bool { return fmt.Sprintf("%p", x) == fmt.Sprintf("%p", y) }
+	if !same(a.Spec.Containers[0].Resources.Requests, b.Spec.Containers[0].Resources.Requests) {
+		t.Error("two pods of one template do not share their resource requests")
+	}
+	if &a.Spec.Tolerations[0] != &b.Spec.Tolerations[0] {
+		t.Error("two pods of one template do not share their tolerations")
+	}
+	if !same(a.Labels, b.Labels) {
+		t.Error("two pods with equal labels do not share them")
+	}
+	if a.Name != "a" || b.Name != "b" || b.UID != "uid-b" {
+		t.Errorf("pods lost their own metadata: %s/%s %s", a.Name, b.Name, b.UID)
+	}
+
+	other := decodePod(t, "c", "1", "pause:3.10", "Running")
+	other.Spec.Containers[0].Resources.Requests[corev1.ResourceCPU] = resource.MustParse("20m")
+	other.Labels["tier"] = "front"
+	other = transformed(t, c, other)
+	if same(other.Spec.Containers[0].Resources.Requests, a.Spec.Containers[0].Resources.Requests) ||
+		other.Spec.Containers[0].Resources.Requests.Cpu().MilliValue() != 20 {
+		t.Errorf("a pod with other requests shares the template's: %v", other.Spec.Containers[0].Resources.Requests)
+	}
+	if same(other.Labels, a.Labels) || other.Labels["tier"] != "front" {
+		t.Errorf("a pod with other labels shares the template's: %v", other.Labels)
+	}
+	if &other.Spec.Tolerations[0] != &a.Spec.Tolerations[0] {
+		t.Error("a pod whose tolerations are the template's does not share them")
+	}
+}
+
+// TestTemplatePartsTableIsBounded: more distinct values than a table
+// holds start it afresh instead of growing it.
+func TestTemplatePartsTableIsBounded(t *testing.T) {
+	var parts templateParts
+	for i := range maxTemplateParts + 10 {
+		parts.internMap(kindLabels, map[string]string{"i": fmt.Sprint(i)})
+	}
+	if n := len(parts.tables[kindLabels]); n > maxTemplateParts {
+		t.Errorf("%d labels kept, want at most %d", n, maxTemplateParts)
+	}
+}
+
+// TestPodCacheBytesPerPodOfOneTemplate: pods of one template cost less
+// than decoded pods each on their own.
+func TestPodCacheBytesPerPodOfOneTemplate(t *testing.T) {
+	const n = 2000
+	c := cachedAs(t)
+	before := liveHeap()
+	keep := make([]*corev1.Pod, n)
+	for i := range keep {
+		keep[i] = transformed(t, c, decodePod(t, fmt.Sprintf("r%05d", i), "1", "pause:3.10", "Running"))
+	}
+	perPod := float64(liveHeap()-before) / n
+	runtime.KeepAlive(keep)
+	full := podBytes(t)
+	t.Logf("a decoded pod on its own: %.0f B; a pod of a template through the cache: %.0f B", full, perPod)
+	if perPod > 0.85*full {
+		t.Errorf("a pod of a template costs %.0f B, one on its own %.0f B: its parts are not shared", perPod, full)
 	}
 }
