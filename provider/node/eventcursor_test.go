@@ -18,15 +18,8 @@ import (
 func TestEventCursor(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	sim := flightctlsim.New(flightctlsim.Options{Config: &flightctlsim.Config{}})
-	if err := sim.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = sim.Close() }()
-	c, err := flightctl.New(flightctl.Config{Server: sim.URL(), Token: sim.Token()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	sim := emptySim(t)
+	c := simClient(t, sim)
 	// settle waits until the simulated worker and agents have done
 	// everything due, so that the events a change causes (the agent's
 	// first report comes after the creation) are all recorded before the
@@ -81,16 +74,8 @@ func TestEventCursor(t *testing.T) {
 	}
 
 	// A fresh cursor with no event recorded yet starts at the beginning.
-	empty := flightctlsim.New(flightctlsim.Options{Config: &flightctlsim.Config{}})
-	if err := empty.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = empty.Close() }()
-	ec, err := flightctl.New(flightctl.Config{Server: empty.URL(), Token: empty.Token()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	fresh := &eventCursor{events: ec}
+	empty := emptySim(t)
+	fresh := &eventCursor{events: simClient(t, empty)}
 	if err := fresh.prime(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -101,4 +86,26 @@ func TestEventCursor(t *testing.T) {
 	if got := read(fresh); !slices.Equal(got, []string{"first"}) {
 		t.Errorf("first events ever: %v, want [first]", got)
 	}
+}
+
+// emptySim starts a simulator with no device, stopped when the test ends.
+func emptySim(t *testing.T) *flightctlsim.Sim {
+	t.Helper()
+	sim := flightctlsim.New(flightctlsim.Options{Config: &flightctlsim.Config{}})
+	if err := sim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sim.Close() })
+	return sim
+}
+
+// simClient is a client of sim that does not retry, so a failure the
+// test injects is the answer it sees.
+func simClient(t *testing.T, sim *flightctlsim.Sim) *flightctl.Client {
+	t.Helper()
+	c, err := flightctl.New(flightctl.Config{Server: sim.URL(), Token: sim.Token(), Retry: flightctl.RetryConfig{MaxAttempts: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

@@ -21,19 +21,8 @@ import (
 func TestEventFeed(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	sim := flightctlsim.New(flightctlsim.Options{Config: &flightctlsim.Config{}})
-	if err := sim.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = sim.Close() }()
-	client := func() *flightctl.Client {
-		t.Helper()
-		c, err := flightctl.New(flightctl.Config{Server: sim.URL(), Token: sim.Token(), Retry: flightctl.RetryConfig{MaxAttempts: 1}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
+	sim := emptySim(t)
+	client := func() *flightctl.Client { return simClient(t, sim) }
 	var mu sync.Mutex
 	now := time.Date(2026, 12, 4, 0, 0, 0, 0, time.UTC)
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }

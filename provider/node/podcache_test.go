@@ -109,14 +109,10 @@ func TestPodCacheBytesPerVersion(t *testing.T) {
 		first[i] = decodePod(t, fmt.Sprintf("p%05d", i), "1", "pause:3.10", "Pending")
 	}
 	c := cachedAs(t, first...)
-	before := liveHeap()
-	next := make([]*corev1.Pod, n)
-	for i := range next {
-		next[i] = transformed(t, c, decodePod(t, fmt.Sprintf("p%05d", i), "2", "pause:3.10", "Running"))
-	}
-	perVersion := float64(liveHeap()-before) / n
+	perVersion := heapPerPod(n, func(i int) *corev1.Pod {
+		return transformed(t, c, decodePod(t, fmt.Sprintf("p%05d", i), "2", "pause:3.10", "Running"))
+	})
 	runtime.KeepAlive(first)
-	runtime.KeepAlive(next)
 	full := podBytes(t)
 	t.Logf("a full decoded pod: %.0f B; a second version with its spec shared: %.0f B", full, perVersion)
 	if perVersion > 0.7*full {
@@ -126,14 +122,21 @@ func TestPodCacheBytesPerVersion(t *testing.T) {
 
 // podBytes is the heap one decoded pod keeps.
 func podBytes(t *testing.T) float64 {
-	const n = 2000
+	return heapPerPod(2000, func(i int) *corev1.Pod {
+		p := decodePod(t, fmt.Sprintf("q%05d", i), "1", "pause:3.10", "Running")
+		p.ManagedFields = nil
+		return p
+	})
+}
+
+// heapPerPod is the live heap each of n pods made by mk keeps.
+func heapPerPod(n int, mk func(i int) *corev1.Pod) float64 {
 	before := liveHeap()
 	keep := make([]*corev1.Pod, n)
 	for i := range keep {
-		keep[i] = decodePod(t, fmt.Sprintf("q%05d", i), "1", "pause:3.10", "Running")
-		keep[i].ManagedFields = nil
+		keep[i] = mk(i)
 	}
-	b := float64(liveHeap()-before) / n
+	b := float64(liveHeap()-before) / float64(n)
 	runtime.KeepAlive(keep)
 	return b
 }
@@ -256,15 +259,10 @@ func TestTemplatePartsTableIsBounded(t *testing.T) {
 // TestPodCacheBytesPerPodOfOneTemplate: pods of one template cost less
 // than decoded pods each on their own.
 func TestPodCacheBytesPerPodOfOneTemplate(t *testing.T) {
-	const n = 2000
 	c := cachedAs(t)
-	before := liveHeap()
-	keep := make([]*corev1.Pod, n)
-	for i := range keep {
-		keep[i] = transformed(t, c, decodePod(t, fmt.Sprintf("r%05d", i), "1", "pause:3.10", "Running"))
-	}
-	perPod := float64(liveHeap()-before) / n
-	runtime.KeepAlive(keep)
+	perPod := heapPerPod(2000, func(i int) *corev1.Pod {
+		return transformed(t, c, decodePod(t, fmt.Sprintf("r%05d", i), "1", "pause:3.10", "Running"))
+	})
 	full := podBytes(t)
 	t.Logf("a decoded pod on its own: %.0f B; a pod of a template through the cache: %.0f B", full, perPod)
 	if perPod > 0.85*full {

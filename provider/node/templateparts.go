@@ -2,6 +2,7 @@ package node
 
 import (
 	"encoding/binary"
+	"maps"
 	"reflect"
 	"slices"
 	"sync"
@@ -169,13 +170,8 @@ func (t *templateParts) internMap(kind partKind, m map[string]string) map[string
 	if len(m) == 0 {
 		return m
 	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
 	var key []byte
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		key = binary.AppendUvarint(key, uint64(len(k)))
 		key = append(key, k...)
 		key = binary.AppendUvarint(key, uint64(len(m[k])))
